@@ -1,0 +1,185 @@
+r"""Where and how big a chapter runs: device, seeding, the quick/full size switch, progress bars.
+
+Every chapter starts with :func:`setup`, which seeds every generator, picks the device
+(CUDA > MPS > CPU) and decides the *scale*: ``"quick"`` (the default on a CPU: a real but small
+experiment that runs in well under a minute on two cores) or ``"full"`` (the default on a GPU).
+Chapters read their sizes through :func:`pick` and never branch on the device themselves, so the
+same notebook is the CPU-sized experiment in CI and the large one on Colab.
+
+Two environment variables override the automatic choice:
+
+- ``GDM_SCALE=quick|full`` forces the scale (the test suite forces ``quick``);
+- ``GDM_DEVICE=cpu|cuda|cuda:1|mps`` forces the device (the test suite forces ``cpu``).
+
+Example:
+    >>> import gdmlib
+    >>> rt = gdmlib.runtime.setup(seed=0, verbose=False)
+    >>> gdmlib.runtime.pick(quick=1_000, full=100_000, scale="quick")
+    1000
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Runtime",
+    "Scale",
+    "get_device",
+    "get_scale",
+    "pick",
+    "progress",
+    "seed_everything",
+    "setup",
+]
+
+Scale = Literal["quick", "full"]
+T = TypeVar("T")
+
+_SCALES = ("quick", "full")
+_current: Runtime | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What :func:`setup` decided.
+
+    Attributes:
+        device: The device every tensor of the chapter should live on.
+        scale: ``"quick"`` or ``"full"``.
+        seed: The seed every generator was set to.
+    """
+
+    device: torch.device
+    scale: Scale
+    seed: int
+
+    @property
+    def quick(self) -> bool:
+        """Whether the chapter runs at its small (CPU, CI) size."""
+        return self.scale == "quick"
+
+    def pick(self, *, quick: T, full: T) -> T:
+        """The value for this runtime's scale (see :func:`pick`)."""
+        return quick if self.quick else full
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU.
+
+    Args:
+        name: A device to use instead (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). When
+            ``None``, the environment variable ``GDM_DEVICE`` is read, then the hardware.
+
+    Raises:
+        ValueError: If the requested device does not exist on this machine.
+    """
+    name = name if name is not None else os.environ.get("GDM_DEVICE") or None
+    if name is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} was requested but MPS is not available on this machine")
+    return device
+
+
+def get_scale(device: torch.device | None = None) -> Scale:
+    """The size mode: ``GDM_SCALE`` if set, else ``"full"`` on a GPU and ``"quick"`` elsewhere.
+
+    Raises:
+        ValueError: If ``GDM_SCALE`` holds anything but ``quick`` or ``full``.
+    """
+    value = os.environ.get("GDM_SCALE", "").strip().lower()
+    if value:
+        if value not in _SCALES:
+            raise ValueError(f"GDM_SCALE must be 'quick' or 'full', got {value!r}")
+        return value  # type: ignore[return-value]
+    device = device if device is not None else get_device()
+    return "full" if device.type == "cuda" else "quick"
+
+
+def pick(*, quick: T, full: T, scale: Scale | None = None) -> T:
+    """The value that belongs to the current scale.
+
+    Args:
+        quick: Used in quick mode (CPU, CI).
+        full: Used in full mode (GPU).
+        scale: The scale to use; by default the one chosen by :func:`setup`, else
+            :func:`get_scale`.
+    """
+    if scale is None:
+        scale = _current.scale if _current is not None else get_scale()
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be 'quick' or 'full', got {scale!r}")
+    return quick if scale == "quick" else full
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's (CPU and every GPU) random generators.
+
+    Raises:
+        TypeError: If ``seed`` is not an integer.
+        ValueError: If ``seed`` is negative.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def setup(seed: int = 0, *, verbose: bool = True) -> Runtime:
+    """Prepare a chapter: seed everything, choose device and scale, print what was chosen.
+
+    Args:
+        seed: The seed for Python, NumPy and PyTorch.
+        verbose: Print the device, the library versions and the scale.
+
+    Returns:
+        The :class:`Runtime`, also remembered for :func:`pick`.
+    """
+    global _current
+    seed_everything(seed)
+    device = get_device()
+    scale = get_scale(device)
+    _current = Runtime(device=device, scale=scale, seed=seed)
+    if verbose:
+        from gdmlib import __version__
+
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+        print(f"device: {device} ({name})")
+        print(f"versions: python {platform.python_version()}, torch {torch.__version__}, gdmlib {__version__}")
+        print(f"scale: {scale} (set GDM_SCALE=quick|full to override)")
+    return _current
+
+
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` progress bar: a widget in Jupyter, text in a terminal.
+
+    Keyword arguments go to :class:`tqdm.auto.tqdm` (``total``, ``desc``, ``disable``...). Bars are
+    updated at most twice a second so that stored notebook outputs stay small.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 0.5)
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)

@@ -1,0 +1,75 @@
+"""Tests of gdmlib.runtime: device and scale choice, seeding, size switch, progress bars."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from gdmlib import runtime
+
+
+def test_scale_follows_environment(monkeypatch):
+    monkeypatch.setenv("GDM_SCALE", "full")
+    assert runtime.get_scale(torch.device("cpu")) == "full"
+    monkeypatch.setenv("GDM_SCALE", "quick")
+    assert runtime.get_scale(torch.device("cuda")) == "quick"
+
+
+def test_scale_default_depends_on_device(monkeypatch):
+    monkeypatch.delenv("GDM_SCALE", raising=False)
+    assert runtime.get_scale(torch.device("cpu")) == "quick"
+    assert runtime.get_scale(torch.device("cuda")) == "full"
+
+
+def test_bad_scale_rejected(monkeypatch):
+    monkeypatch.setenv("GDM_SCALE", "huge")
+    with pytest.raises(ValueError, match="'quick' or 'full'"):
+        runtime.get_scale()
+    with pytest.raises(ValueError, match="'quick' or 'full'"):
+        runtime.pick(quick=1, full=2, scale="medium")
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.setenv("GDM_DEVICE", "cpu")
+    assert runtime.get_device() == torch.device("cpu")
+    monkeypatch.delenv("GDM_DEVICE")
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected:
+        assert runtime.get_device().type == "cuda"
+    with pytest.raises(ValueError, match="unknown device"):
+        runtime.get_device("tpu-ish")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_missing_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        runtime.get_device("cuda")
+
+
+def test_setup_seeds_every_generator_and_prints(monkeypatch, capsys):
+    monkeypatch.setenv("GDM_SCALE", "quick")
+    monkeypatch.setenv("GDM_DEVICE", "cpu")
+    rt = runtime.setup(seed=7)
+    first = (random.random(), np.random.rand(), torch.rand(()).item())
+    runtime.setup(seed=7)
+    assert (random.random(), np.random.rand(), torch.rand(()).item()) == first
+    out = capsys.readouterr().out
+    assert "device: cpu" in out and "scale: quick" in out and "torch" in out
+    assert rt == runtime.Runtime(device=torch.device("cpu"), scale="quick", seed=7)
+    assert rt.quick and rt.pick(quick="small", full="large") == "small"
+    assert runtime.pick(quick=1, full=2) == 1
+
+
+def test_seed_validation():
+    with pytest.raises(TypeError, match="seed must be an int"):
+        runtime.seed_everything(1.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        runtime.seed_everything(-1)
+
+
+def test_progress_is_a_tqdm_bar():
+    bar = runtime.progress(range(3), disable=True)
+    assert list(bar) == [0, 1, 2]
