@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import matplotlib
 import pytest
 import torch
+
+# Unit tests draw off screen. (Not set in the root conftest.py: the notebook kernels that nbval
+# starts inherit its environment and must keep the inline backend to produce their figures.)
+matplotlib.use("Agg")
 
 _DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 

@@ -19,7 +19,8 @@ from torch.distributions import (
     Uniform,
 )
 
-from gdmlib.divergences import Estimate, jsd, jsd_mc, kl, kl_mc, tv, tv_mc
+from gdmlib.divergences import Estimate, NormalFit, fit_normal, jsd, jsd_mc, kl, kl_mc, tv, tv_mc
+from gdmlib.toy import two_gaussians
 
 
 def f64(*values: float) -> list[torch.Tensor]:
@@ -160,6 +161,42 @@ class TestMonteCarlo:
 
     def test_string_form(self):
         assert str(Estimate(0.12345, 0.00678)) == "0.1235 ± 0.0068"
+
+
+class TestFitNormal:
+    @pytest.mark.parametrize("mu", [0.5, 2.0, 4.0])
+    def test_forward_kl_is_moment_matching(self, mu):
+        fit = fit_normal(two_gaussians(torch.tensor(mu, dtype=torch.float64)), "forward_kl", init=(1.0, 0.5))
+        assert isinstance(fit, NormalFit)
+        assert fit.loc == pytest.approx(0.0, abs=1e-6)
+        assert fit.scale == pytest.approx(math.sqrt(1 + mu**2), abs=1e-6)
+
+    @pytest.mark.parametrize("objective, divergence", [("reverse_kl", lambda q, t: kl(q, t)), ("jsd", jsd)])
+    def test_value_agrees_with_quadrature(self, objective, divergence):
+        target = two_gaussians(torch.tensor(3.0, dtype=torch.float64))
+        fit = fit_normal(target, objective, init=(3.0, 1.0))
+        assert fit.value == pytest.approx(divergence(normal(fit.loc, fit.scale), target), abs=1e-9)
+
+    def test_reverse_kl_seeks_a_mode_when_modes_are_far(self):
+        target = two_gaussians(torch.tensor(4.0, dtype=torch.float64))
+        symmetric = fit_normal(target, "reverse_kl", init=(0.0, 4.0))
+        seeking = fit_normal(target, "reverse_kl", init=(4.0, 1.0))
+        assert abs(symmetric.loc) < 1e-6 and seeking.loc == pytest.approx(4.0, abs=0.01)
+        assert seeking.value < symmetric.value
+        # A Gaussian sitting on one of two far modes misses half the mass: reverse KL -> log 2.
+        assert seeking.value == pytest.approx(math.log(2), abs=1e-3)
+
+    def test_fixed_location_is_a_profile(self):
+        target = normal(1.0, 2.0)
+        fit = fit_normal(target, "forward_kl", loc=0.0)
+        assert fit.loc == 0.0
+        assert fit.scale == pytest.approx(math.sqrt(4.0 + 1.0), abs=1e-6)  # s² = σ² + (μ − m)²
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="objective must be one of"):
+            fit_normal(normal(0, 1), "hellinger")
+        with pytest.raises(ValueError, match="initial scale must be positive"):
+            fit_normal(normal(0, 1), "jsd", init=(0.0, 0.0))
 
 
 class TestBadInput:
