@@ -7,9 +7,9 @@ that nbval starts inherits this environment.
 
 import os
 
-os.environ.setdefault("GDM_SCALE", "quick")
-os.environ.setdefault("GDM_DEVICE", "cpu")
+os.environ["GDM_SCALE"] = "quick"
+os.environ["GDM_DEVICE"] = "cpu"
 # One intra-op thread: the book's networks are tiny, and on two cores torch's thread pool makes
 # their training 10-40x slower. tools/execute_notebooks.py uses the same setting, so the stored
 # outputs and nbval's fresh ones come from the same arithmetic.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = "1"

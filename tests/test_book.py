@@ -1,0 +1,236 @@
+"""Structure of the book: table of contents, stored outputs, setup cells, theorems, citations.
+
+These tests read the files only (no kernel, no build): they fail fast on a chapter that was edited
+without being re-executed by ``tools/execute_notebooks.py``, or that lost what every chapter must
+have. ``pytest --nbval`` then checks that the stored outputs are the ones the code produces.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+MAX_NOTEBOOK_BYTES = 2_000_000
+ALLOWED_TAGS = {
+    "nbval-ignore-output",  # only for widget and progress-bar cells, see below
+    "remove-input",
+    "remove-output",
+    "remove-cell",
+    "hide-input",
+    "hide-output",
+    "hide-cell",
+}
+IMAGE_MIME_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
+WIDGET_MIME_TYPE = "application/vnd.jupyter.widget-view+json"
+# {cite}`key`, {cite:p}`a,b`, {cite:t}`key`: the keys between the backticks.
+CITE_ROLE = re.compile(r"\{cite(?::\w+)?\}`([^`]+)`")
+BIB_ENTRY_KEY = re.compile(r"^\s*@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+
+
+def _load_execute_notebooks() -> Any:
+    path = ROOT / "tools" / "execute_notebooks.py"
+    spec = importlib.util.spec_from_file_location("execute_notebooks", path)
+    assert spec is not None and spec.loader is not None, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _toc_files(node: Any) -> Iterator[str]:
+    """Every ``file:`` (and ``root:``) entry of a _toc.yml tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root") and isinstance(value, str):
+                yield value
+            else:
+                yield from _toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _toc_files(item)
+
+
+def _toc_entries() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return [entry.removesuffix(".ipynb").removesuffix(".md") for entry in _toc_files(toc)]
+
+
+def _notebook_params() -> list[Any]:
+    if not CHAPTERS:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="no notebook in chapters/ yet"))]
+    return [pytest.param(path, id=path.stem) for path in CHAPTERS]
+
+
+@pytest.fixture(scope="module", params=_notebook_params())
+def chapter(request: pytest.FixtureRequest) -> tuple[Path, nbformat.NotebookNode]:
+    path: Path = request.param
+    return path, nbformat.read(path, as_version=4)
+
+
+def _code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _markdown(notebook: nbformat.NotebookNode) -> str:
+    return "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+
+
+# The book as a whole -----------------------------------------------------------------------------
+
+
+def test_every_chapter_is_in_the_toc_and_every_toc_file_exists() -> None:
+    entries = _toc_entries()
+    assert entries, "_toc.yml lists no file"
+    missing = [e for e in entries if not any((ROOT / f"{e}{ext}").is_file() for ext in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+    unlisted = [p.name for p in CHAPTERS if p.relative_to(ROOT).with_suffix("").as_posix() not in entries]
+    assert not unlisted, f"chapters missing from _toc.yml (the build would skip them): {unlisted}"
+
+
+def test_cited_keys_exist_in_references_bib() -> None:
+    sources = [nbformat.read(p, as_version=4) for p in CHAPTERS]
+    texts = {p.name: _markdown(nb) for p, nb in zip(CHAPTERS, sources)}
+    for entry in _toc_entries():
+        markdown_file = ROOT / f"{entry}.md"
+        if markdown_file.is_file():
+            texts[markdown_file.name] = markdown_file.read_text(encoding="utf-8")
+    cited = {
+        (name, key.strip())
+        for name, text in texts.items()
+        for keys in CITE_ROLE.findall(text)
+        for key in keys.split(",")
+        if key.strip()
+    }
+    if not cited:
+        pytest.skip("no {cite} role in the book yet")
+    bib_path = ROOT / "references.bib"
+    assert bib_path.is_file(), "references.bib is missing but the book cites"
+    known = set(BIB_ENTRY_KEY.findall(bib_path.read_text(encoding="utf-8")))
+    unknown = sorted(f"{name}: {key}" for name, key in cited if key not in known)
+    assert not unknown, f"cited keys missing from references.bib: {unknown}"
+
+
+def test_readme_gives_the_install_and_test_commands() -> None:
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("no README.md yet")
+    text = readme.read_text(encoding="utf-8")
+    for command in ("pip install -r requirements.txt", "pytest --nbval"):
+        assert command in text, f"README.md does not give the command `{command}`"
+
+
+def test_canonical_setup_cell_pins_the_repository_and_version() -> None:
+    source = _load_execute_notebooks().canonical_setup_cell(ROOT)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    url = config["repository"]["url"].rstrip("/").removesuffix(".git")
+    assert f'"gdmlib @ git+{url}@v' in source
+    assert source.splitlines()[0].startswith("# Setup")
+    assert source.rstrip().endswith("rt = gdmlib.runtime.setup(seed=0)")
+
+
+# Each chapter ------------------------------------------------------------------------------------
+
+
+def test_kernelspec_is_python3(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    assert notebook.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernelspec is not python3"
+
+
+def test_first_code_cell_is_the_canonical_setup_cell(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    cells = _code_cells(notebook)
+    assert cells, f"{path.name} has no code cell"
+    expected = _load_execute_notebooks().canonical_setup_cell(ROOT)
+    assert cells[0].source == expected, (
+        f"{path.name}: the first code cell is not the canonical setup cell; "
+        f"run `python tools/execute_notebooks.py chapters/{path.name}`"
+    )
+
+
+def test_cells_were_executed_in_order_top_to_bottom(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    counts = [cell.execution_count for cell in _code_cells(notebook) if cell.source.strip()]
+    expected = list(range(1, len(counts) + 1))
+    assert counts == expected, (
+        f"{path.name}: execution counts {counts} are not 1..{len(counts)}: the stored outputs do not come "
+        f"from one top-to-bottom run; run `python tools/execute_notebooks.py chapters/{path.name}`"
+    )
+
+
+def test_outputs_are_stored(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    cells = _code_cells(notebook)
+    assert any(cell.outputs for cell in cells), f"{path.name} has no stored output: execute it before committing"
+    silent = [
+        i
+        for i, cell in enumerate(cells)
+        if re.search(r"^print\(", cell.source, re.MULTILINE) and not cell.outputs
+        and "remove-output" not in cell.metadata.get("tags", [])
+    ]
+    assert not silent, f"{path.name}: code cells {silent} print but store no output"
+
+
+def test_no_error_is_stored(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    for i, cell in enumerate(_code_cells(notebook)):
+        for output in cell.outputs:
+            assert output.output_type != "error", f"{path.name}: code cell {i} stores an error: {output.get('ename')}"
+            if output.output_type == "stream" and output.name == "stderr":
+                assert "Traceback" not in output.text, f"{path.name}: code cell {i} stores a traceback on stderr"
+
+
+def test_no_volatile_metadata(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    volatile = ("execution", "ExecuteTime")
+    timed = [i for i, cell in enumerate(notebook.cells) if any(key in cell.metadata for key in volatile)]
+    assert not timed, f"{path.name}: cells {timed} store execution timestamps; save with tools/execute_notebooks.py"
+    assert "widgets" not in notebook.metadata, f"{path.name} stores widget state; save with tools/execute_notebooks.py"
+
+
+def test_notebook_is_small(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, _ = chapter
+    size = path.stat().st_size
+    assert size < MAX_NOTEBOOK_BYTES, (
+        f"{path.name} is {size / 1e6:.1f} MB (limit 2 MB): lower the figures' dpi or count"
+    )
+
+
+def test_cell_tags_are_allowed(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    for i, cell in enumerate(notebook.cells):
+        tags = set(cell.metadata.get("tags", []))
+        unknown = tags - ALLOWED_TAGS
+        assert not unknown, (
+            f"{path.name}: cell {i} has tags {sorted(unknown)}; allowed: {sorted(ALLOWED_TAGS)} "
+            "(nbval-skip and raises-exception are forbidden: every cell runs and is compared)"
+        )
+        if "nbval-ignore-output" in tags:
+            shows_widget = any(WIDGET_MIME_TYPE in output.get("data", {}) for output in cell.get("outputs", []))
+            uses_progress = re.search(r"\b(progress|tqdm|interact\w*|widgets?)\b", cell.source) is not None
+            assert shows_widget or uses_progress, (
+                f"{path.name}: cell {i} is tagged nbval-ignore-output but shows no widget or progress bar; "
+                "its numbers must be compared"
+            )
+
+
+def test_chapter_has_a_theorem_a_proof_and_a_figure(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+    path, notebook = chapter
+    markdown = _markdown(notebook)
+    for directive in ("prf:theorem", "prf:proof"):
+        assert re.search(r"^\s*(`{3,}|:{3,})\{" + directive + r"\}", markdown, re.MULTILINE), (
+            f"{path.name} has no {{{directive}}} box"
+        )
+    images = [
+        output
+        for cell in _code_cells(notebook)
+        for output in cell.outputs
+        if any(mime in output.get("data", {}) for mime in IMAGE_MIME_TYPES)
+    ]
+    assert images, f"{path.name} stores no figure"
