@@ -6,11 +6,40 @@ One module per concept (see the README's module table). Submodules are imported 
 
 from importlib.metadata import PackageNotFoundError, version
 
-from gdmlib import divergences, plot, runtime, toy
+from gdmlib import (
+    data,
+    discrete,
+    divergences,
+    flows,
+    gan,
+    likelihood,
+    metrics,
+    nets,
+    ot,
+    plot,
+    runtime,
+    toy,
+    two_sample,
+)
 
 try:
     __version__ = version("gdmlib")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["divergences", "plot", "runtime", "toy", "__version__"]
+__all__ = [
+    "data",
+    "discrete",
+    "divergences",
+    "flows",
+    "gan",
+    "likelihood",
+    "metrics",
+    "nets",
+    "ot",
+    "plot",
+    "runtime",
+    "toy",
+    "two_sample",
+    "__version__",
+]

@@ -106,14 +106,15 @@ def _locations_and_scales(dist: Distribution) -> list[tuple[float, float]]:
     try:
         probs = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
         shape = (3,) + (1,) * len(components.batch_shape)
-        quartiles = components.icdf(probs.reshape(shape).to(_param_dtype(components)))
+        probs = probs.reshape(shape).to(device=_param_device(components), dtype=_param_dtype(components))
+        quartiles = components.icdf(probs).cpu()
         quartiles = quartiles.double().reshape(3, -1)
         centres = quartiles[1]
         scales = (quartiles[2] - quartiles[0]) / 1.349  # interquartile range of N(0, 1)
     except (NotImplementedError, AttributeError, ValueError, RuntimeError):
         try:
-            centres = components.mean.double().reshape(-1)
-            scales = components.stddev.double().reshape(-1)
+            centres = components.mean.double().reshape(-1).cpu()
+            scales = components.stddev.double().reshape(-1).cpu()
         except (NotImplementedError, AttributeError) as error:
             raise TypeError(
                 f"cannot tell where {type(dist).__name__} has its mass: it implements neither icdf "
@@ -128,11 +129,25 @@ def _locations_and_scales(dist: Distribution) -> list[tuple[float, float]]:
     return pairs
 
 
-def _param_dtype(dist: Distribution) -> torch.dtype:
+def _param_tensors(dist: Distribution) -> list[torch.Tensor]:
+    """The floating-point parameter tensors of a distribution and of the ones it wraps."""
+    found: list[torch.Tensor] = []
     for value in vars(dist).values():
         if torch.is_tensor(value) and value.is_floating_point():
-            return value.dtype
-    return torch.get_default_dtype()
+            found.append(value)
+        elif isinstance(value, Distribution):
+            found.extend(_param_tensors(value))
+    return found
+
+
+def _param_dtype(dist: Distribution) -> torch.dtype:
+    tensors = _param_tensors(dist)
+    return tensors[0].dtype if tensors else torch.get_default_dtype()
+
+
+def _param_device(dist: Distribution) -> torch.device:
+    tensors = _param_tensors(dist)
+    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def _breakpoints(p: Distribution, q: Distribution) -> np.ndarray:
@@ -165,12 +180,17 @@ def _log_density(dist: Distribution, x: torch.Tensor) -> torch.Tensor:
     """log p(x) in float64 for float64 x, −inf outside the support (where log_prob may raise instead)."""
     # Evaluate in float64 even for float32 parameters: type promotion upcasts them, and log
     # densities of far-apart narrow components stay finite instead of overflowing to -inf.
-    inside = dist.support.check(x)
+    # The nodes live on the CPU; a distribution on a GPU is evaluated there and brought back
+    # (MPS has no float64, so it computes in float32).
+    device = _param_device(dist)
+    x_dist = x.to(device=device, dtype=torch.float32 if device.type == "mps" else x.dtype)
+    inside = dist.support.check(x_dist)
     if not bool(inside.any()):
         return torch.full_like(x, -math.inf)
-    safe = torch.where(inside, x, x[inside][0])
-    log_p = dist.log_prob(safe).double()
-    return torch.where(inside, log_p, torch.full_like(log_p, -math.inf))
+    safe = torch.where(inside, x_dist, x_dist[inside][0])
+    log_p = dist.log_prob(safe)
+    log_p = torch.where(inside, log_p, torch.full_like(log_p, -math.inf))
+    return log_p.to(device=x.device, dtype=torch.float64)
 
 
 def _expectation(p: Distribution, q: Distribution, integrand: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], extra: np.ndarray | None = None) -> float:

@@ -48,6 +48,7 @@ __all__ = [
     "samples_2d",
     "small_multiples",
     "style",
+    "transport_plan",
 ]
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence[Sequence[float]]]
@@ -567,3 +568,93 @@ def image_grid(
         image = ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
     return image
+
+
+# --------------------------------------------------------------------------------------------------
+# Transport plans
+
+
+def transport_plan(
+    ax: Axes,
+    x: ArrayLike,
+    y: ArrayLike,
+    plan: ArrayLike,
+    *,
+    threshold: float = 1e-3,
+    max_linewidth: float = 3.0,
+    color: str = "0.35",
+    labels: tuple[str, str] = ("source $x_i$", "target $y_j$"),
+) -> tuple[Any, PathCollection, PathCollection]:
+    r"""Draw a transport plan between two clouds of the plane: one segment per pair, weighted by mass.
+
+    The segment from :math:`x_i` to :math:`y_j` has a width and an opacity proportional to
+    :math:`P_{ij} / \max P`; pairs carrying less than ``threshold`` times the largest mass are not
+    drawn, so that a blurred (entropic) plan stays readable. Points are drawn with an area
+    proportional to their mass, the row and column sums of the plan.
+
+    Args:
+        ax: The axes to draw on.
+        x: The source points, :math:`n \times 2`.
+        y: The target points, :math:`m \times 2`.
+        plan: The :math:`n \times m` plan, non-negative.
+        threshold: The smallest drawn mass, relative to the largest, in :math:`[0, 1)`.
+        max_linewidth: The width of the heaviest segment, in points.
+        color: The colour of the segments.
+        labels: The legend labels of the source and target points.
+
+    Returns:
+        The segments (a ``LineCollection``), and the scatters of the sources and of the targets.
+
+    Raises:
+        TypeError: If ``ax`` is not an ``Axes`` or an input is not numeric.
+        ValueError: If the shapes do not match, the plan has a negative or non-finite entry or no
+            mass, or ``threshold`` or ``max_linewidth`` is out of range.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> x, y = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+        >>> segments, _, _ = transport_plan(ax, x, y, torch.eye(2) / 2)
+        >>> len(segments.get_segments())  # the two zero entries are not drawn
+        2
+        >>> plt.close(fig)
+    """
+    from matplotlib.collections import LineCollection
+
+    _check_axes(ax)
+    sources, targets = _check_points("x", x), _check_points("y", y)
+    weights = _to_numpy("plan", plan).astype(float)
+    if weights.shape != (len(sources), len(targets)):
+        raise ValueError(f"plan must have shape (n, m) = ({len(sources)}, {len(targets)}), got {weights.shape}")
+    if not np.isfinite(weights).all() or weights.min() < 0:
+        raise ValueError("plan must hold finite, non-negative masses")
+    largest = float(weights.max())
+    if not largest > 0:
+        raise ValueError("plan carries no mass: every entry is zero")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    if not (isinstance(max_linewidth, numbers.Real) and max_linewidth > 0):
+        raise ValueError(f"max_linewidth must be > 0, got {max_linewidth!r}")
+
+    relative = weights / largest
+    rows, cols = np.nonzero((relative > threshold) & (weights > 0))
+    strength = relative[rows, cols]
+    segments = LineCollection(
+        np.stack([sources[rows], targets[cols]], axis=1),
+        linewidths=max_linewidth * strength,
+        colors=[mpl.colors.to_rgba(color, alpha=float(0.15 + 0.85 * s)) for s in strength],
+        zorder=1,
+    )
+    ax.add_collection(segments)
+    row_mass, col_mass = weights.sum(1), weights.sum(0)
+    scale = 60.0 / max(float(row_mass.max()), float(col_mass.max()))
+    source_scatter = ax.scatter(
+        sources[:, 0], sources[:, 1], s=20 + scale * row_mass, color=COLORS[0], label=labels[0], zorder=2
+    )
+    target_scatter = ax.scatter(
+        targets[:, 0], targets[:, 1], s=20 + scale * col_mass, color=COLORS[1], marker="s", label=labels[1], zorder=2
+    )
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    return segments, source_scatter, target_scatter

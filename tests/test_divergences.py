@@ -140,6 +140,23 @@ class TestTV:
             assert t**2 / 2 <= j <= t * math.log(2)
 
 
+def test_distributions_on_any_device(device):
+    # Quadrature nodes live on the CPU; parameters on a GPU are evaluated there.
+    p = Normal(torch.tensor(0.0, device=device), torch.tensor(1.0, device=device))
+    q = mixture([-1.0, 2.0], [0.5, 1.0], [0.4, 0.6])
+    q = MixtureSameFamily(
+        Categorical(q.mixture_distribution.probs.to(device)),
+        Normal(q.component_distribution.loc.to(device), q.component_distribution.scale.to(device)),
+    )
+    cpu_p = normal(0, 1)
+    cpu_q = mixture([-1.0, 2.0], [0.5, 1.0], [0.4, 0.6])
+    for divergence in (kl, jsd, tv):
+        assert divergence(p, q) == pytest.approx(divergence(cpu_p, cpu_q), abs=1e-5)
+    assert fit_normal(q, "reverse_kl", init=(2.0, 1.0)).value == pytest.approx(
+        fit_normal(cpu_q, "reverse_kl", init=(2.0, 1.0)).value, abs=1e-5
+    )
+
+
 class TestMonteCarlo:
     def test_gaussians_in_higher_dimension(self):
         d = 5

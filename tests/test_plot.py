@@ -264,3 +264,35 @@ def test_image_grid_rejects_bad_options(ax) -> None:
         plot.image_grid(ax, torch.rand(2, 4, 4), padding=-1)
     with pytest.raises(ValueError, match="pad_value"):
         plot.image_grid(ax, torch.rand(2, 4, 4), pad_value=2.0)
+
+
+def test_transport_plan_draws_weighted_segments(ax, device: torch.device) -> None:
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], device=device, requires_grad=True)
+    y = torch.tensor([[0.0, 1.0], [2.0, 1.0]], device=device)
+    plan = torch.tensor([[0.3, 0.0], [0.1, 0.2], [0.0, 0.4]], device=device)
+    segments, sources, targets = plot.transport_plan(ax, x, y, plan, max_linewidth=4.0)
+    drawn = segments.get_segments()
+    assert len(drawn) == 4  # the zero entries are left out
+    widths = np.asarray(segments.get_linewidths())
+    np.testing.assert_allclose(sorted(widths), sorted(4.0 * np.array([0.3, 0.1, 0.2, 0.4]) / 0.4))
+    assert len(sources.get_offsets()) == 3 and len(targets.get_offsets()) == 2
+    assert ax.get_xlabel() == "$x_1$"
+    # Tiny masses below the threshold are not drawn.
+    segments, _, _ = plot.transport_plan(ax, x, y, plan + 1e-6, threshold=1e-3)
+    assert len(segments.get_segments()) == 4
+
+
+def test_transport_plan_rejects_bad_input(ax) -> None:
+    x, y = torch.zeros(3, 2), torch.ones(2, 2)
+    with pytest.raises(ValueError, match="shape"):
+        plot.transport_plan(ax, x, y, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="shape"):
+        plot.transport_plan(ax, torch.zeros(3), y, torch.ones(3, 2))
+    with pytest.raises(ValueError, match="non-negative"):
+        plot.transport_plan(ax, x, y, -torch.ones(3, 2))
+    with pytest.raises(ValueError, match="no mass"):
+        plot.transport_plan(ax, x, y, torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="threshold"):
+        plot.transport_plan(ax, x, y, torch.ones(3, 2), threshold=1.0)
+    with pytest.raises(TypeError, match="Axes"):
+        plot.transport_plan(None, x, y, torch.ones(3, 2))
