@@ -7,6 +7,7 @@ One module per concept (see the README's module table). Submodules are imported 
 from importlib.metadata import PackageNotFoundError, version
 
 from gdmlib import (
+    critics,
     data,
     discrete,
     divergences,
@@ -28,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "critics",
     "data",
     "discrete",
     "divergences",

@@ -582,13 +582,14 @@ def transport_plan(
     *,
     threshold: float = 1e-3,
     max_linewidth: float = 3.0,
-    color: str = "0.35",
+    point_size: float = 60.0,
+    color: str = "0.2",
     labels: tuple[str, str] = ("source $x_i$", "target $y_j$"),
 ) -> tuple[Any, PathCollection, PathCollection]:
     r"""Draw a transport plan between two clouds of the plane: one segment per pair, weighted by mass.
 
     The segment from :math:`x_i` to :math:`y_j` has a width and an opacity proportional to
-    :math:`P_{ij} / \max P`; pairs carrying less than ``threshold`` times the largest mass are not
+    :math:`P_{ij} / \max P` (so a plan spread thinly over many pairs looks faint); pairs carrying less than ``threshold`` times the largest mass are not
     drawn, so that a blurred (entropic) plan stays readable. Points are drawn with an area
     proportional to their mass, the row and column sums of the plan.
 
@@ -599,6 +600,7 @@ def transport_plan(
         plan: The :math:`n \times m` plan, non-negative.
         threshold: The smallest drawn mass, relative to the largest, in :math:`[0, 1)`.
         max_linewidth: The width of the heaviest segment, in points.
+        point_size: The marker area (points squared) of the heaviest point.
         color: The colour of the segments.
         labels: The legend labels of the source and target points.
 
@@ -635,6 +637,8 @@ def transport_plan(
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
     if not (isinstance(max_linewidth, numbers.Real) and max_linewidth > 0):
         raise ValueError(f"max_linewidth must be > 0, got {max_linewidth!r}")
+    if not (isinstance(point_size, numbers.Real) and point_size > 0):
+        raise ValueError(f"point_size must be > 0, got {point_size!r}")
 
     relative = weights / largest
     rows, cols = np.nonzero((relative > threshold) & (weights > 0))
@@ -642,17 +646,20 @@ def transport_plan(
     segments = LineCollection(
         np.stack([sources[rows], targets[cols]], axis=1),
         linewidths=max_linewidth * strength,
-        colors=[mpl.colors.to_rgba(color, alpha=float(0.15 + 0.85 * s)) for s in strength],
+        colors=[mpl.colors.to_rgba(color, alpha=float(s)) for s in strength],
         zorder=1,
     )
     ax.add_collection(segments)
     row_mass, col_mass = weights.sum(1), weights.sum(0)
-    scale = 60.0 / max(float(row_mass.max()), float(col_mass.max()))
+    heaviest = max(float(row_mass.max()), float(col_mass.max()))
+    # A floor of a fifth of the largest area keeps light points visible.
     source_scatter = ax.scatter(
-        sources[:, 0], sources[:, 1], s=20 + scale * row_mass, color=COLORS[0], label=labels[0], zorder=2
+        sources[:, 0], sources[:, 1], s=point_size * (0.2 + 0.8 * row_mass / heaviest), color=COLORS[0],
+        label=labels[0], zorder=2,
     )
     target_scatter = ax.scatter(
-        targets[:, 0], targets[:, 1], s=20 + scale * col_mass, color=COLORS[1], marker="s", label=labels[1], zorder=2
+        targets[:, 0], targets[:, 1], s=point_size * (0.2 + 0.8 * col_mass / heaviest), color=COLORS[1],
+        marker="s", label=labels[1], zorder=2,
     )
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")

@@ -294,5 +294,7 @@ def test_transport_plan_rejects_bad_input(ax) -> None:
         plot.transport_plan(ax, x, y, torch.zeros(3, 2))
     with pytest.raises(ValueError, match="threshold"):
         plot.transport_plan(ax, x, y, torch.ones(3, 2), threshold=1.0)
+    with pytest.raises(ValueError, match="point_size"):
+        plot.transport_plan(ax, x, y, torch.ones(3, 2), point_size=0.0)
     with pytest.raises(TypeError, match="Axes"):
         plot.transport_plan(None, x, y, torch.ones(3, 2))

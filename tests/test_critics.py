@@ -1,0 +1,139 @@
+"""Tests of gdmlib.critics: neural estimates of W_1 against exact values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gdmlib.critics import CriticFit, critic_gap, gradient_norms, make_critic, train_critic
+from gdmlib.ot import wasserstein
+
+
+def _shifted_samples(n: int, shift: float, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, generator=generator)
+    y = torch.randn(n, 1, generator=generator) + shift
+    return x.to(device), y.to(device)
+
+
+def test_make_critic_spectral_norm_only_for_sn() -> None:
+    def normalised(module: nn.Module) -> bool:
+        return any(nn.utils.parametrize.is_parametrized(layer) for layer in module.modules())
+
+    assert normalised(make_critic(2, "sn", hidden=(4,)))
+    assert not normalised(make_critic(2, "gp", hidden=(4,)))
+    assert not normalised(make_critic(2, "clip", hidden=(4,)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        make_critic(2, "lipschitz", hidden=(4,))  # type: ignore[arg-type]
+
+
+def test_critic_gap_and_gradient_norms_of_a_linear_critic(device: torch.device) -> None:
+    critic = nn.Linear(2, 1).to(device)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[0.6, -0.8]]))
+        critic.bias.fill_(3.0)
+    x, y = torch.randn(50, 2, device=device), torch.randn(40, 2, device=device)
+    expected = float(((x - y.mean(0)) @ critic.weight.detach().T).mean())
+    assert critic_gap(critic, x, y) == pytest.approx(expected, abs=1e-5)
+    norms = gradient_norms(critic, x)
+    assert norms.shape == (50,) and norms.device.type == device.type
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-6)
+    critic.train()
+    critic_gap(critic, x, y)
+    assert critic.training  # the mode is restored
+
+
+def test_gradient_penalty_critic_recovers_the_shift_with_its_known_bias(device: torch.device) -> None:
+    # For N(0, 1) against N(mu, 1) the best linear critic under the penalty lambda (|f'| - 1)^2 has
+    # slope 1 + W / (2 lambda), so the gap is W (1 + W / (2 lambda)) with W the mean difference.
+    shift, weight = 2.0, 10.0
+    x, y = _shifted_samples(200, shift, device)
+    fit = train_critic(x, y, "gp", hidden=(16, 16), steps=150, penalty_weight=weight, seed=0)
+    assert isinstance(fit, CriticFit) and len(fit.history) == 150
+    mean_gap = float(y.mean() - x.mean())
+    expected = mean_gap * (1 + mean_gap / (2 * weight))
+    assert fit.estimate == pytest.approx(expected, rel=0.05)
+    bulk = torch.linspace(-1.0, 3.0, 9, device=device).unsqueeze(-1)
+    assert gradient_norms(fit.critic, bulk).median().item() == pytest.approx(1 + mean_gap / (2 * weight), abs=0.08)
+
+
+def test_spectral_norm_critic_is_a_lower_bound_of_the_empirical_distance(device: torch.device) -> None:
+    x, y = _shifted_samples(200, 1.5, device, seed=1)
+    fit = train_critic(x, y, "sn", hidden=(16, 16), steps=200, seed=0)
+    exact = float(wasserstein(x, y, p=1))
+    assert fit.lipschitz <= 1.01
+    assert fit.estimate <= 1.01 * exact
+    assert fit.estimate == pytest.approx(exact, rel=0.05)  # a linear potential is within reach
+
+
+def test_clipped_critic_keeps_its_weights_clipped_and_normalises(device: torch.device) -> None:
+    x, y = _shifted_samples(200, 2.0, device, seed=2)
+    fit = train_critic(x, y, "clip", hidden=(8,), steps=100, lr=3e-3, clip=0.05, seed=0)
+    assert all(parameter.abs().max().item() <= 0.05 + 1e-7 for parameter in fit.critic.parameters())
+    assert 0 < fit.estimate < 0.5  # a K-Lipschitz critic with a small K
+    assert 0 < fit.normalized_estimate <= 1.05 * float(wasserstein(x, y, p=1))
+
+
+def test_seed_makes_training_reproducible_without_touching_the_global_state() -> None:
+    x, y = _shifted_samples(64, 1.0, torch.device("cpu"))
+    state = torch.get_rng_state()
+    first = train_critic(x, y, "gp", hidden=(8,), steps=20, batch_size=16, seed=3)
+    second = train_critic(x, y, "gp", hidden=(8,), steps=20, batch_size=16, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first.history == second.history and first.estimate == second.estimate
+
+
+def test_unequal_sample_sizes_minibatches_and_a_given_critic() -> None:
+    x = torch.randn(50, 2, dtype=torch.float64)
+    y = torch.randn(70, 2, dtype=torch.float64) + 1.0
+    critic = make_critic(2, "gp", hidden=(8,))
+    fit = train_critic(x, y, "gp", critic=critic, steps=10, batch_size=32, seed=0)
+    assert fit.critic is critic and next(critic.parameters()).dtype == torch.float64
+    assert not fit.critic.training and math.isfinite(fit.estimate) and math.isfinite(fit.lipschitz)
+    fit = train_critic(x[:, 0], y[:, 0], "sn", hidden=(4,), steps=5, seed=0)  # points on the line
+    assert math.isfinite(fit.estimate)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "wgan"}, ValueError, "method must be one of"),
+        ({"steps": 0}, ValueError, "steps must be positive"),
+        ({"steps": 2.5}, TypeError, "steps must be an int"),
+        ({"lr": -1.0}, ValueError, "lr must be positive"),
+        ({"clip": 0.0}, ValueError, "clip must be positive"),
+        ({"penalty_weight": float("nan")}, ValueError, "penalty_weight must be a finite number"),
+        ({"batch_size": 0}, ValueError, "batch_size must be positive"),
+        ({"seed": "0"}, TypeError, "seed must be an int"),
+        ({"critic": "mlp"}, TypeError, "critic must be an nn.Module"),
+    ],
+)
+def test_train_critic_rejects_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    x, y = torch.randn(10, 2), torch.randn(10, 2)
+    with pytest.raises(error, match=match):
+        train_critic(x, y, **kwargs)
+
+
+def test_bad_samples_are_rejected() -> None:
+    x = torch.randn(10, 2)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        train_critic([[0.0, 1.0]], x)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="floating dtype"):
+        train_critic(torch.ones(10, 2, dtype=torch.long), x)
+    with pytest.raises(ValueError, match="same dimension d"):
+        train_critic(x, torch.randn(10, 3))
+    with pytest.raises(TypeError, match="same dtype"):
+        train_critic(x, x.double())
+    with pytest.raises(ValueError, match="at least 2 points"):
+        train_critic(x[:1], x)
+    with pytest.raises(ValueError, match="finite values"):
+        train_critic(x, torch.full((10, 2), float("nan")))
+    with pytest.raises(ValueError, match="shape \\(n, d\\)"):
+        critic_gap(nn.Linear(2, 1), torch.randn(3, 2, 2), x)
+    with pytest.raises(ValueError, match="one score per point"):
+        critic_gap(nn.Linear(2, 3), x, x)
+    with pytest.raises(TypeError, match="floating-point"):
+        gradient_norms(nn.Linear(2, 1), torch.ones(3, 2, dtype=torch.long))
