@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdmlib import runtime
-from gdmlib.nets import MLP
+from gdmlib.nets import MLP, _check_positive_int
 
 __all__ = [
     "AdversarialHistory",
@@ -486,14 +486,6 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)  # atomic: an interruption never leaves a half-written checkpoint
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
 def _finite_value(loss: object, step: int, name: str, detail: str = "") -> float:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError(f"the {name} loss function must return a scalar tensor, got {loss!r:.80}")
@@ -599,7 +591,7 @@ def train_adversarial(
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP
+        >>> from gdmlib.nets import MLP, _check_positive_int
         >>> _ = torch.manual_seed(0)
         >>> generator, critic = torch.nn.Linear(1, 1), MLP(1, 1, hidden=(16,))
         >>> history = train_adversarial(
@@ -890,7 +882,7 @@ def saturation_curve(
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP
+        >>> from gdmlib.nets import MLP, _check_positive_int
         >>> _ = torch.manual_seed(0)
         >>> generator, critic = torch.nn.Linear(1, 1), MLP(1, 1, hidden=(16,))
         >>> curve = saturation_curve(
@@ -1015,7 +1007,7 @@ class PackedDiscriminator(nn.Module):
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP
+        >>> from gdmlib.nets import MLP, _check_positive_int
         >>> critic = PackedDiscriminator(MLP(2 * 2, 1, hidden=(8,)), pack=2)
         >>> critic(torch.randn(10, 2)).shape  # 10 samples in 2-D, 5 packs of 2
         torch.Size([5, 1])
@@ -1180,8 +1172,7 @@ def bernoulli_minibatch_loss(
 
     References:
         Bellemare, Danihelka, Dabney, Mohamed, Lakshminarayanan, Hoyer, Munos. The Cramer distance
-        as a solution to biased Wasserstein gradients. arXiv:1705.10743, 2017, section 3 and
-        theorem 2.
+        as a solution to biased Wasserstein gradients. arXiv:1705.10743, 2017, section 3.
 
     Example:
         >>> import torch

@@ -714,3 +714,118 @@ def test_batched_mlp_checks_its_inputs() -> None:
         nets.BatchedMLP(2, 3, 1, hidden=4)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown activation"):
         nets.BatchedMLP(2, 3, 1, activation="swish")
+
+
+# --------------------------------------------------------------------------------------------------
+# batched gradient penalty
+
+
+def test_batched_gradient_penalty_is_the_mean_of_the_members_penalties(device: torch.device) -> None:
+    torch.manual_seed(0)
+    critic = nets.BatchedMLP(3, 2, 1, hidden=(8,)).to(device)
+    real, fake = torch.randn(3, 5, 2, device=device), torch.randn(3, 5, 2, device=device)
+    generator = torch.Generator().manual_seed(1)
+    value = gan.batched_gradient_penalty(critic, real, fake, generator)
+    weights = torch.rand(15, generator=torch.Generator().manual_seed(1)).reshape(3, 5)
+    per_member = [
+        gan.gradient_penalty(critic.member(k).to(device), real[k], fake[k], weights=weights[k]) for k in range(3)
+    ]
+    torch.testing.assert_close(value, torch.stack(per_member).mean(), rtol=1e-5, atol=1e-6)
+    value.backward()  # differentiable in the critic's parameters (all but the last bias, which has no input gradient)
+    assert all(weight.grad is not None and weight.grad.abs().sum() > 0 for weight in critic.weights)
+
+
+def test_batched_gradient_penalty_rejects_bad_inputs() -> None:
+    critic = nets.BatchedMLP(2, 2, 1, hidden=(4,))
+    with pytest.raises(ValueError, match="shape \\(members, N, d\\)"):
+        gan.batched_gradient_penalty(critic, torch.randn(4, 2), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="same shape"):
+        gan.batched_gradient_penalty(critic, torch.randn(2, 4, 2), torch.randn(2, 3, 2))
+    with pytest.raises(ValueError, match="one score per sample"):
+        gan.batched_gradient_penalty(lambda x: x.sum(), torch.randn(2, 4, 2), torch.randn(2, 4, 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# the Cramér critique
+
+
+def _brute_force_minibatch_losses(theta: float, p_star: float, m: int) -> tuple[float, float]:
+    # Enumerate all 2^m minibatches; W1 by the quantile formula of gdmlib.ot, the energy distance
+    # of the empirical measure (a V-statistic: the minibatch *is* the distribution) by its definition.
+    from itertools import product
+
+    from gdmlib.ot import wasserstein_1d
+
+    support = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    model_weights = torch.tensor([1 - theta, theta], dtype=torch.float64)
+    expected_w1 = expected_energy = 0.0
+    for batch in product([0.0, 1.0], repeat=m):
+        x = torch.tensor(batch, dtype=torch.float64)
+        probability = p_star ** x.sum().item() * (1 - p_star) ** (m - x.sum().item())
+        w1 = wasserstein_1d(x, support, b=model_weights).item()
+        between = ((x[:, None] - support[None, :]).abs() * model_weights).sum(dim=1).mean().item()
+        within_batch = (x[:, None] - x[None, :]).abs().mean().item()
+        within_model = 2 * theta * (1 - theta)
+        expected_w1 += probability * w1
+        expected_energy += probability * (2 * between - within_batch - within_model)
+    return expected_w1, expected_energy
+
+
+@pytest.mark.parametrize("m", [1, 2, 5])
+def test_bernoulli_minibatch_loss_matches_enumeration_of_minibatches(m: int) -> None:
+    p_star = 0.65
+    thetas = [0.0, 0.2, 0.5, 0.65, 0.9, 1.0]
+    theta = torch.tensor(thetas, dtype=torch.float64)
+    w1 = gan.bernoulli_minibatch_loss(theta, p_star, m, "wasserstein")
+    energy = gan.bernoulli_minibatch_loss(theta, p_star, m, "energy")
+    for index, value in enumerate(thetas):
+        brute_w1, brute_energy = _brute_force_minibatch_losses(value, p_star, m)
+        assert w1[index].item() == pytest.approx(brute_w1, abs=1e-12)
+        assert energy[index].item() == pytest.approx(brute_energy, abs=1e-12)
+    # The energy loss is the true energy distance plus the variance term 2 p*(1 - p*)/m.
+    torch.testing.assert_close(energy, 2 * (theta - p_star) ** 2 + 2 * p_star * (1 - p_star) / m)
+
+
+def test_bernoulli_minibatch_loss_gradient_and_device(device: torch.device) -> None:
+    theta = torch.tensor([0.3, 0.55, 0.8], dtype=torch.float64, device=device, requires_grad=True)
+    m, p_star = 4, 0.65
+    loss = gan.bernoulli_minibatch_loss(theta, p_star, m)
+    assert loss.device == theta.device and loss.dtype == torch.float64
+    (gradient,) = torch.autograd.grad(loss.sum(), theta)
+    # Between the kinks k/m the expected gradient is P(K/m < theta) - P(K/m > theta) = 2 F - 1.
+    from scipy.stats import binom
+
+    expected = [2 * binom.cdf(np.floor(t * m), m, p_star) - 1 for t in theta.tolist()]
+    torch.testing.assert_close(gradient.cpu(), torch.tensor(expected, dtype=torch.float64))
+    float_theta = theta.detach().float()
+    assert gan.bernoulli_minibatch_loss(float_theta, p_star, m).dtype == torch.float32
+
+
+@pytest.mark.parametrize("p_star", [0.3, 0.65, 0.91])
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 20])
+def test_bernoulli_minibatch_minimizers(p_star: float, m: int) -> None:
+    from scipy.stats import binom
+
+    # Generic p*: P(K <= k) is never exactly 1/2, so the median is unique.
+    assert gan.bernoulli_minibatch_minimizer(p_star, m) == pytest.approx(binom.median(m, p_star) / m, abs=1e-12)
+    assert gan.bernoulli_minibatch_minimizer(p_star, m, "energy") == pytest.approx(p_star, abs=1e-12)
+
+
+def test_bernoulli_minibatch_minimizer_edge_cases_and_errors() -> None:
+    assert gan.bernoulli_minibatch_minimizer(1.0, 3) == 1.0 and gan.bernoulli_minibatch_minimizer(0.0, 3) == 0.0
+    assert gan.bernoulli_minibatch_minimizer(0.65, 1000) == pytest.approx(0.65, abs=1e-3)  # consistent as m grows
+    theta = torch.tensor([0.5])
+    with pytest.raises(ValueError, match="p_star must lie in"):
+        gan.bernoulli_minibatch_loss(theta, 1.5, 3)
+    with pytest.raises(TypeError, match="p_star must be a number"):
+        gan.bernoulli_minibatch_loss(theta, "0.5", 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        gan.bernoulli_minibatch_loss(theta, 0.5, 0)
+    with pytest.raises(ValueError, match="theta must lie in"):
+        gan.bernoulli_minibatch_loss(torch.tensor([1.2]), 0.5, 3)
+    with pytest.raises(TypeError, match="theta must be a floating"):
+        gan.bernoulli_minibatch_loss(torch.tensor([1]), 0.5, 3)
+    with pytest.raises(ValueError, match="distance must be"):
+        gan.bernoulli_minibatch_loss(theta, 0.5, 3, "cramer")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="distance must be"):
+        gan.bernoulli_minibatch_minimizer(0.5, 3, "cramer")  # type: ignore[arg-type]
