@@ -73,3 +73,15 @@ def test_seed_validation():
 def test_progress_is_a_tqdm_bar():
     bar = runtime.progress(range(3), disable=True)
     assert list(bar) == [0, 1, 2]
+
+
+def test_quick_cpu_mode_uses_one_thread(monkeypatch):
+    monkeypatch.setenv("GDM_SCALE", "quick")
+    monkeypatch.setenv("GDM_DEVICE", "cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runtime.setup(seed=0, verbose=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
