@@ -54,9 +54,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -131,22 +130,6 @@ def _check_samples(x: object, y: object) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-@contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """Run CPU work on one thread, then restore the thread count.
-
-    Critics of a few thousand weights are too small for threads to pay, and on a loaded machine
-    their synchronisation makes training several times slower.
-    """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _scores(critic: nn.Module, points: Tensor) -> Tensor:
@@ -393,7 +376,7 @@ def train_critic(
         index = torch.randint(points.shape[0], (size,), generator=generator)
         return points[index.to(points.device)]
 
-    with _single_threaded(x.device):
+    with runtime.single_threaded(x.device):
         gaps = []
         bar = runtime.progress(total=steps, disable=not progress, desc=f"critic ({method})")
         try:

@@ -57,14 +57,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence, Union
+from typing import Callable, Iterable, Literal, NamedTuple, Sequence, Union
 
 import torch
 from scipy.stats import binom
 from torch import Tensor, nn
 
+from gdmlib import runtime
 from gdmlib.gan import discriminator_loss
 from gdmlib.nets import MLP
 
@@ -474,22 +474,6 @@ def mmd_test(
 # ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """Run CPU work on one thread, then restore the thread count.
-
-    The matrices of C2ST's networks are so small that threads never pay, and on a loaded machine
-    (two cores shared with other jobs) their synchronisation makes training 10 to 30 times slower.
-    """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _FlatMLP:
@@ -601,7 +585,7 @@ def mlp_classifier(
         sample_weights = torch.where(targets > 0.5, 0.5 / positives, 0.5 / (targets.numel() - positives))
         first_moment = torch.zeros_like(network.flat)
         second_moment = torch.zeros_like(network.flat)
-        with _single_threaded(features.device):
+        with runtime.single_threaded(features.device):
             for step in range(1, int(steps) + 1):
                 network.backward(inputs, targets, sample_weights)
                 first_moment.mul_(beta1).add_(network.grad, alpha=1 - beta1)
@@ -861,7 +845,7 @@ def fit_discriminator(
     device = real.device
     cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
 
-    with torch.random.fork_rng(devices=cuda_devices, enabled=seed is not None), _single_threaded(device):
+    with torch.random.fork_rng(devices=cuda_devices, enabled=seed is not None), runtime.single_threaded(device):
         if seed is not None:
             torch.manual_seed(int(seed))
         if network is None:
