@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdmlib import runtime
+from gdmlib.divergences import Estimate
 from gdmlib.nets import MLP, _check_positive_int
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "clip_weights",
     "critic_loss_wasserstein",
     "discriminator_loss",
+    "game_value",
     "generator_gradient_norm",
     "generator_loss",
     "generator_loss_wasserstein",
@@ -154,6 +156,40 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     _check_scores("fake_logits", fake_logits)
     _check_same_device(real_logits, fake_logits, "real_logits and fake_logits")
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def game_value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Estimate:
+    r"""Monte Carlo estimate of the game's value :math:`V(G, D)` and its standard error, from logits.
+
+    .. math::
+        \widehat V = -\operatorname{mean}\operatorname{softplus}(-\ell_{\mathrm{real}})
+        - \operatorname{mean}\operatorname{softplus}(\ell_{\mathrm{fake}}),
+        \qquad \widehat{\mathrm{se}} = \sqrt{s^2_{\mathrm{real}}/n + s^2_{\mathrm{fake}}/m},
+
+    the two sample means being independent. With :math:`D` held fixed and the logits computed on
+    fresh samples, :math:`\widehat V` is unbiased for :math:`V(G, D) \le V(G, D^*) = 2\,\mathrm{JSD} - \log 4`,
+    so :math:`(\widehat V + \log 4)/2` estimates a lower bound on the JSD.
+
+    Args:
+        real_logits: Logits on fresh data, any shape (at least two values).
+        fake_logits: Logits on fresh generated samples, any shape (at least two values).
+
+    Returns:
+        A :class:`gdmlib.divergences.Estimate` (value, standard error).
+
+    Example:
+        >>> import torch
+        >>> est = game_value(torch.zeros(100), torch.zeros(100))  # D = 1/2 everywhere: V = -log 4
+        >>> round(est.value, 6), est.stderr
+        (-1.386294, 0.0)
+    """
+    value = -discriminator_loss(real_logits, fake_logits).item()  # also checks the inputs
+    real_terms = F.softplus(-real_logits.detach().reshape(-1).double())
+    fake_terms = F.softplus(fake_logits.detach().reshape(-1).double())
+    if real_terms.numel() < 2 or fake_terms.numel() < 2:
+        raise ValueError("game_value needs at least two logits on each side to estimate a standard error")
+    stderr = math.sqrt(real_terms.var().item() / real_terms.numel() + fake_terms.var().item() / fake_terms.numel())
+    return Estimate(value, stderr)
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: GeneratorLossKind = "non_saturating") -> torch.Tensor:
@@ -591,7 +627,7 @@ def train_adversarial(
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP, _check_positive_int
+        >>> from gdmlib.nets import MLP
         >>> _ = torch.manual_seed(0)
         >>> generator, critic = torch.nn.Linear(1, 1), MLP(1, 1, hidden=(16,))
         >>> history = train_adversarial(
@@ -882,7 +918,7 @@ def saturation_curve(
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP, _check_positive_int
+        >>> from gdmlib.nets import MLP
         >>> _ = torch.manual_seed(0)
         >>> generator, critic = torch.nn.Linear(1, 1), MLP(1, 1, hidden=(16,))
         >>> curve = saturation_curve(
@@ -1007,7 +1043,7 @@ class PackedDiscriminator(nn.Module):
 
     Example:
         >>> import torch
-        >>> from gdmlib.nets import MLP, _check_positive_int
+        >>> from gdmlib.nets import MLP
         >>> critic = PackedDiscriminator(MLP(2 * 2, 1, hidden=(8,)), pack=2)
         >>> critic(torch.randn(10, 2)).shape  # 10 samples in 2-D, 5 packs of 2
         torch.Size([5, 1])

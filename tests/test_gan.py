@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import MultivariateNormal, Normal
 
@@ -829,3 +830,19 @@ def test_bernoulli_minibatch_minimizer_edge_cases_and_errors() -> None:
         gan.bernoulli_minibatch_loss(theta, 0.5, 3, "cramer")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="distance must be"):
         gan.bernoulli_minibatch_minimizer(0.5, 3, "cramer")  # type: ignore[arg-type]
+
+
+def test_game_value_estimate_and_standard_error(device: torch.device) -> None:
+    real = torch.randn(400, 1, device=device)
+    fake = torch.randn(300, device=device) - 1.0
+    estimate = gan.game_value(real, fake)
+    real_terms, fake_terms = F.softplus(-real.reshape(-1).double()), F.softplus(fake.double())
+    assert estimate.value == pytest.approx(-(real_terms.mean() + fake_terms.mean()).item(), abs=1e-6)
+    expected_se = math.sqrt(real_terms.var().item() / 400 + fake_terms.var().item() / 300)
+    assert estimate.stderr == pytest.approx(expected_se, rel=1e-9)
+    assert estimate.value == pytest.approx(-gan.discriminator_loss(real, fake).item(), abs=1e-6)
+
+
+def test_game_value_needs_two_logits_per_side() -> None:
+    with pytest.raises(ValueError, match="at least two logits"):
+        gan.game_value(torch.zeros(1), torch.zeros(5))
