@@ -21,6 +21,7 @@ from gdmlib import (
     runtime,
     toy,
     two_sample,
+    vae,
 )
 
 try:
@@ -43,5 +44,6 @@ __all__ = [
     "runtime",
     "toy",
     "two_sample",
+    "vae",
     "__version__",
 ]

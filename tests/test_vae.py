@@ -1,0 +1,466 @@
+"""Tests of gdmlib.vae: decoders, priors, the ELBO's reduction convention, the IWAE bound, ELBO surgery."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gdmlib import vae
+from gdmlib.gan import NonFiniteLossError
+
+SHAPE = (1, 4, 4)
+
+
+def _binary(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    return (torch.rand(n, *SHAPE) < 0.3).float().to(device)
+
+
+def _model(prior: str = "standard", posterior: str = "gaussian", likelihood: str = "bernoulli", latent_dim: int = 2):
+    return vae.make_vae(SHAPE, latent_dim, prior=prior, posterior=posterior, likelihood=likelihood, hidden=(16,),
+                        num_components=3, flow_hidden=(8,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairwise Gaussian densities
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_pairwise_log_prob_matches_torch_distributions(device: torch.device, chunk_size: int) -> None:
+    z, loc, scale = torch.randn(7, 3, device=device), torch.randn(5, 3, device=device), torch.rand(5, 3, device=device) + 0.5
+    expected = torch.distributions.Normal(loc, scale).log_prob(z[:, None, :]).sum(-1)
+    got = vae.gaussian_log_prob_pairwise(z, loc, scale, chunk_size=chunk_size)
+    assert got.shape == (7, 5) and got.device == z.device
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pairwise_log_prob_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        vae.gaussian_log_prob_pairwise(torch.zeros(3, 2), torch.zeros(4, 3), torch.ones(4, 3))
+    with pytest.raises(ValueError, match="chunk_size"):
+        vae.gaussian_log_prob_pairwise(torch.zeros(3, 2), torch.zeros(4, 2), torch.ones(4, 2), chunk_size=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoders: log-likelihoods agree with torch.distributions, summed over pixels
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bernoulli_decoder_log_prob(device: torch.device) -> None:
+    decoder = vae.BernoulliDecoder(2, SHAPE, hidden=(8,)).to(device)
+    x, z = _binary(5, device), torch.randn(3, 5, 2, device=device)
+    logits = decoder.net(z)
+    expected = torch.distributions.Bernoulli(logits=logits).log_prob(x.flatten(1)).sum(-1)
+    torch.testing.assert_close(decoder.log_prob(x, z), expected, atol=1e-5, rtol=1e-5)
+    assert decoder.mean(z).shape == (3, 5, *SHAPE) and decoder.sample(z).shape == (3, 5, *SHAPE)
+
+
+def test_categorical_decoder_log_prob(device: torch.device) -> None:
+    decoder = vae.CategoricalDecoder(2, SHAPE, levels=5, hidden=(8,)).to(device)
+    x = torch.randint(0, 5, (6, *SHAPE), device=device)
+    z = torch.randn(2, 6, 2, device=device)
+    logits = decoder.net(z).unflatten(-1, (5, 16)).transpose(-1, -2)  # (..., pixels, levels)
+    expected = torch.distributions.Categorical(logits=logits).log_prob(x.flatten(1)).sum(-1)
+    torch.testing.assert_close(decoder.log_prob(x, z), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decoder.log_prob(x.float(), z), expected, atol=1e-5, rtol=1e-5)
+    mean = decoder.mean(z)
+    assert mean.shape == (2, 6, *SHAPE) and bool((mean >= 0).all() and (mean <= 4).all())
+    sample = decoder.sample(z)
+    assert sample.shape == (2, 6, *SHAPE) and int(sample.max()) <= 4
+
+
+def test_categorical_decoder_rejects_non_levels() -> None:
+    decoder = vae.CategoricalDecoder(2, SHAPE, levels=5, hidden=(8,))
+    z = torch.randn(1, 3, 2)
+    with pytest.raises(ValueError, match="integer levels"):
+        decoder.log_prob(torch.full((3, *SHAPE), 0.5), z)
+    with pytest.raises(ValueError, match="0..4"):
+        decoder.log_prob(torch.full((3, *SHAPE), 5), z)
+    with pytest.raises(ValueError, match="at least 2"):
+        vae.CategoricalDecoder(2, SHAPE, levels=1)
+
+
+def test_gaussian_decoder_log_prob(device: torch.device) -> None:
+    decoder = vae.GaussianDecoder(2, SHAPE, scale=0.3, hidden=(8,)).to(device)
+    x, z = torch.randn(4, *SHAPE, device=device), torch.randn(4, 2, device=device)
+    expected = torch.distributions.Normal(decoder.net(z), 0.3).log_prob(x.flatten(1)).sum(-1)
+    torch.testing.assert_close(decoder.log_prob(x, z), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_decoder_rejects_mismatched_batch() -> None:
+    decoder = vae.BernoulliDecoder(2, SHAPE, hidden=(8,))
+    with pytest.raises(ValueError, match=r"z must have shape \(\.\.\., 3, 2\)"):
+        decoder.log_prob(_binary(3), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="x must have shape"):
+        decoder.log_prob(torch.zeros(3, 16), torch.randn(3, 2))
+    with pytest.raises(ValueError, match=r"z must have shape \(\.\.\., 2\)"):
+        decoder.mean(torch.randn(3, 5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Priors: normalised densities, samples, devices
+# ---------------------------------------------------------------------------------------------
+
+
+def _priors() -> dict[str, vae.Prior]:
+    encoder = vae.GaussianPosterior(SHAPE, 2, hidden=(8,))
+    return {
+        "standard": vae.StandardNormalPrior(2),
+        "mixture": vae.MixturePrior(2, 3),
+        "vamp": vae.VampPrior(encoder, torch.rand(4, *SHAPE)),
+        "flow": vae.FlowPrior(2, 2, hidden=(8,)),
+        "aggregate": vae.AggregatePosterior(encoder, _binary(20), chunk_size=7),
+    }
+
+
+@pytest.mark.parametrize("name", ["standard", "mixture", "vamp", "flow", "aggregate"])
+def test_prior_density_integrates_to_one(name: str) -> None:
+    prior = _priors()[name].double()
+    if name == "vamp":
+        prior.encoder.double()
+    axis = torch.linspace(-9, 9, 361, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1)
+    with torch.no_grad():
+        density = prior.log_prob(grid).exp()
+    cell = float(axis[1] - axis[0]) ** 2
+    assert density.shape == (361, 361)
+    assert float(density.sum()) * cell == pytest.approx(1.0, abs=2e-3)
+
+
+@pytest.mark.parametrize("name", ["standard", "mixture", "vamp", "flow", "aggregate"])
+def test_prior_samples_have_the_right_shape_and_device(name: str, device: torch.device) -> None:
+    prior = _priors()[name]
+    if name == "vamp":
+        prior.encoder.to(device)
+    prior = prior.to(device)
+    samples = prior.sample(11, generator=None)
+    assert samples.shape == (11, 2) and samples.device.type == device.type
+    assert prior.log_prob(samples).shape == (11,)
+
+
+def test_mixture_prior_matches_torch_mixture() -> None:
+    prior = vae.MixturePrior(2, 3)
+    with torch.no_grad():
+        prior.logits.copy_(torch.tensor([0.1, -0.5, 1.0]))
+        prior.log_scale.copy_(torch.randn(3, 2) * 0.3)
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=prior.logits),
+        torch.distributions.Independent(torch.distributions.Normal(prior.loc, prior.log_scale.exp()), 1),
+    )
+    z = torch.randn(6, 2)
+    torch.testing.assert_close(prior.log_prob(z), reference.log_prob(z), atol=1e-5, rtol=1e-5)
+
+
+def test_mixture_prior_samples_follow_the_mixture() -> None:
+    prior = vae.MixturePrior(1, 2)
+    with torch.no_grad():
+        prior.loc.copy_(torch.tensor([[-3.0], [3.0]]))
+        prior.logits.copy_(torch.log(torch.tensor([0.25, 0.75])))
+    samples = prior.sample(20_000, generator=torch.Generator().manual_seed(0))
+    fraction = float((samples > 0).float().mean())
+    assert abs(fraction - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 20_000) + 2e-3  # + the tails' crossing mass
+
+
+def test_aggregate_posterior_is_the_average_of_the_posteriors() -> None:
+    encoder = vae.GaussianPosterior(SHAPE, 2, hidden=(8,))
+    data = _binary(9)
+    prior = vae.AggregatePosterior(encoder, data, chunk_size=2)
+    z = torch.randn(5, 2)
+    loc, scale = encoder.params(data)
+    each = torch.distributions.Normal(loc, scale).log_prob(z[:, None, :]).sum(-1)
+    expected = torch.logsumexp(each, -1) - math.log(9)
+    torch.testing.assert_close(prior.log_prob(z), expected.detach(), atol=1e-5, rtol=1e-5)
+    assert not any(p.requires_grad for p in prior.parameters())
+
+
+def test_vamp_prior_is_the_average_posterior_of_its_pseudo_inputs() -> None:
+    encoder = vae.GaussianPosterior(SHAPE, 2, hidden=(8,))
+    pseudo = torch.rand(4, *SHAPE)
+    prior = vae.VampPrior(encoder, pseudo)
+    z = torch.randn(3, 2)
+    expected = vae.AggregatePosterior(encoder, pseudo).log_prob(z)
+    torch.testing.assert_close(prior.log_prob(z), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_vamp_prior_shares_the_encoder_without_registering_it_twice() -> None:
+    model = _model("vamp")
+    names = [name for name, _ in model.named_parameters()]
+    assert "prior.pseudo_inputs" in names
+    assert not any(name.startswith("prior.") and "net" in name for name in names)
+    assert model.prior.encoder is model.posterior
+
+
+def test_priors_reject_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="latent_dim"):
+        vae.StandardNormalPrior(0)
+    with pytest.raises(ValueError, match=r"z must have shape \(\.\.\., 2\)"):
+        vae.StandardNormalPrior(2).log_prob(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="num_components"):
+        vae.MixturePrior(2, 0)
+    with pytest.raises(ValueError, match="pseudo_inputs must have shape"):
+        vae.VampPrior(vae.GaussianPosterior(SHAPE, 2, hidden=(8,)), torch.rand(4, 16))
+    with pytest.raises(TypeError, match="GaussianPosterior"):
+        vae.VampPrior(nn.Linear(2, 2), torch.rand(4, *SHAPE))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="features"):
+        vae.FlowPrior(3, flow=vae.FlowPrior(2).flow)
+    with pytest.raises(TypeError, match="Flow"):
+        vae.FlowPrior(2, flow=nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# The ELBO: reduction convention, β, MC vs closed form KL, gradients
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kl_is_summed_over_latents_and_averaged_over_the_batch(device: torch.device) -> None:
+    model = _model(latent_dim=3).to(device)
+    x = _binary(8, device)
+    loc, scale = model.posterior.params(x)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(loc, scale), torch.distributions.Normal(torch.zeros_like(loc), torch.ones_like(scale))
+    )
+    reference, terms = reference.detach(), model.elbo(x)
+    torch.testing.assert_close(terms.kl.detach(), reference.sum(-1).mean(), atol=1e-5, rtol=1e-5)
+    # The classic bugs give these instead; they must differ from the convention.
+    assert abs(float(terms.kl.detach()) - float(reference.mean())) > 1e-3
+    assert abs(float(terms.kl.detach()) - float(reference.sum())) > 1e-3
+    per_point = model.elbo(x, reduction="none")
+    assert per_point.kl.shape == (8,)
+    torch.testing.assert_close(per_point.kl.mean().detach(), terms.kl.detach())
+
+
+def test_beta_weights_only_the_kl() -> None:
+    model, x = _model(), _binary(8)
+    one = model.elbo(x, generator=torch.Generator().manual_seed(1))
+    four = model.elbo(x, beta=4.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(four.reconstruction, one.reconstruction)
+    torch.testing.assert_close(four.kl, one.kl)
+    torch.testing.assert_close(four.value, one.reconstruction - 4.0 * one.kl)
+    zero = model.elbo(x, beta=0.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(zero.value, one.reconstruction)
+
+
+def test_monte_carlo_kl_agrees_with_the_closed_form() -> None:
+    model, x = _model(latent_dim=3), _binary(4)
+    exact = model.elbo(x, reduction="none").kl
+    draws = model.elbo(x, num_samples=20_000, analytic_kl=False, reduction="none").kl
+    # Per point, the MC KL is a mean of 20 000 draws of log q - log p; bound it by 4 s.e.
+    z, log_q = model.posterior.rsample_and_log_prob(x, 20_000)
+    stderr = (log_q - model.prior.log_prob(z)).std(0) / math.sqrt(20_000)
+    assert bool(((draws - exact).abs() <= 4 * stderr).all())
+
+
+def test_gradients_reach_every_parameter() -> None:
+    for prior in ("standard", "mixture", "vamp", "flow"):
+        for posterior in ("gaussian", "iaf") if prior != "vamp" else ("gaussian",):
+            model = _model(prior, posterior)
+            model.loss(_binary(6)).backward()
+            missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+            assert not missing, (prior, posterior, missing)
+
+
+def test_elbo_on_cuda_stays_on_the_device(device: torch.device) -> None:
+    for prior in ("standard", "mixture", "vamp", "flow"):
+        model = _model(prior).to(device)
+        terms = model.elbo(_binary(5, device))
+        assert terms.value.device.type == device.type
+        assert model.iwae_bound(_binary(5, device), 8).device.type == device.type
+        assert model.sample(3).shape == (3, *SHAPE)
+
+
+def test_elbo_rejects_bad_inputs() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 4, 4\)"):
+        model.elbo(torch.zeros(3, 16))
+    with pytest.raises(ValueError, match="beta"):
+        model.elbo(_binary(3), beta=-1.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.elbo(_binary(3), num_samples=0)
+    with pytest.raises(ValueError, match="reduction"):
+        model.elbo(_binary(3), reduction="sum")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="x must be a tensor"):
+        model.elbo([[0.0]])  # type: ignore[arg-type]
+
+
+def test_vae_rejects_mismatched_parts() -> None:
+    encoder = vae.GaussianPosterior(SHAPE, 2, hidden=(8,))
+    with pytest.raises(ValueError, match="latent dimensions disagree"):
+        vae.VAE(encoder, vae.BernoulliDecoder(3, SHAPE))
+    with pytest.raises(ValueError, match="reads"):
+        vae.VAE(encoder, vae.BernoulliDecoder(2, (1, 8, 8)))
+    with pytest.raises(TypeError, match="prior"):
+        vae.VAE(encoder, vae.BernoulliDecoder(2, SHAPE), nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="likelihood"):
+        vae.make_vae(SHAPE, 2, likelihood="poisson")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="prior"):
+        vae.make_vae(SHAPE, 2, prior="laplace")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="posterior"):
+        vae.make_vae(SHAPE, 2, posterior="mixture")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="VampPrior needs the Gaussian posterior"):
+        vae.make_vae(SHAPE, 2, prior="vamp", posterior="iaf")
+
+
+# ---------------------------------------------------------------------------------------------
+# IAF posterior: its log-density is that of its samples
+# ---------------------------------------------------------------------------------------------
+
+
+def test_iaf_posterior_log_prob_matches_the_density_direction() -> None:
+    posterior = vae.IAFPosterior(SHAPE, 3, hidden=(8,), num_layers=2, flow_hidden=(8,), context_features=4)
+    x = _binary(5)
+    z, log_q = posterior.rsample_and_log_prob(x, 2)
+    loc, scale, context = posterior.gaussian(x)
+    z0, ladj = posterior.transform(z, context.expand(2, *context.shape))  # data -> noise: D passes
+    expected = torch.distributions.Normal(loc, scale).log_prob(z0).sum(-1) + ladj
+    torch.testing.assert_close(log_q, expected, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# IWAE bound: k = 1 is the ELBO, and it tightens towards an exact log-likelihood
+# ---------------------------------------------------------------------------------------------
+
+
+def test_iwae_with_one_sample_is_the_monte_carlo_elbo() -> None:
+    model, x = _model("mixture"), _binary(6)
+    iwae = model.iwae_bound(x, 1, generator=torch.Generator().manual_seed(3))
+    elbo = model.elbo(x, analytic_kl=False, reduction="none", generator=torch.Generator().manual_seed(3)).value
+    torch.testing.assert_close(iwae, elbo.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_iwae_approaches_the_exact_log_likelihood_of_a_linear_gaussian_model() -> None:
+    # p(z) = N(0, I_2), p(x | z) = N(W z + b, s^2 I_4): log p(x) = log N(x; b, W W^T + s^2 I).
+    torch.manual_seed(1)
+    shape, net = (4,), nn.Linear(2, 4)
+    decoder = vae.GaussianDecoder(2, shape, scale=0.5, learn_scale=False, net=net)
+    model = vae.VAE(vae.GaussianPosterior(shape, 2, hidden=(8,)), decoder)
+    x = torch.randn(5, 4)
+    covariance = net.weight @ net.weight.T + 0.25 * torch.eye(4)
+    exact = torch.distributions.MultivariateNormal(net.bias, covariance).log_prob(x).detach()
+    elbo = model.elbo(x, num_samples=20_000, reduction="none").value.detach()  # its expectation, nearly
+    iwae = model.iwae_bound(x, 20_000, chunk_size=5000, generator=torch.Generator().manual_seed(0))
+    assert bool((elbo <= exact + 1e-4).all())
+    assert bool((iwae <= exact + 0.05).all())  # a bound, up to Monte Carlo error
+    assert bool(((exact - iwae) < 0.5 * (exact - elbo) + 0.02).all())  # much tighter than the ELBO
+
+
+# ---------------------------------------------------------------------------------------------
+# ELBO surgery and the optimal prior
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prior", ["standard", "mixture"])
+def test_elbo_surgery_identity_holds_within_four_standard_errors(prior: str, device: torch.device) -> None:
+    model = _model(prior, latent_dim=3).to(device)
+    data = _binary(300, device)
+    parts = vae.elbo_surgery(model, data, num_samples=8, chunk_size=64, generator=None)
+    gap = parts["identity_gap"]
+    assert abs(gap.value) <= 4 * gap.stderr, gap
+    assert abs(parts["avg_kl"].value - parts["mutual_info"].value - parts["marginal_kl"].value) == pytest.approx(
+        abs(gap.value), abs=1e-9
+    )
+    assert parts["mutual_info"].value <= math.log(300)
+    assert parts["mutual_info"].value > 0 and parts["marginal_kl"].value > 0
+    assert parts["elbo"].value == pytest.approx(parts["reconstruction"].value - parts["avg_kl"].value, abs=1e-5)
+
+
+def test_elbo_surgery_reconstruction_matches_the_models_elbo() -> None:
+    model, data = _model(latent_dim=3), _binary(400)
+    parts = vae.elbo_surgery(model, data, num_samples=4)
+    with torch.no_grad():
+        direct = model.elbo(data, num_samples=4, reduction="none")
+    stderr = float(direct.value.std() / 20)
+    assert parts["elbo"].value == pytest.approx(float(direct.value.mean()), abs=4 * stderr + 4 * parts["elbo"].stderr)
+
+
+def test_mutual_information_never_exceeds_log_n() -> None:
+    # A very informative encoder: tiny posterior scales, so I_q(n; z) is close to log N.
+    model, data = _model(latent_dim=4), torch.eye(16).reshape(16, *SHAPE)
+    with torch.no_grad():
+        last = model.posterior.net.net[-1]
+        last.bias[4:8] = -8.0  # log-scales
+        last.weight.mul_(10.0)
+    parts = vae.elbo_surgery(model, data, num_samples=16)
+    assert parts["mutual_info"].value <= math.log(16) + 1e-9
+    assert parts["mutual_info"].value > math.log(16) - 0.2
+
+
+def test_the_aggregated_posterior_is_the_best_prior_for_a_fixed_encoder() -> None:
+    model, data = _model(latent_dim=2), _binary(200)
+    optimal = vae.AggregatePosterior(model.posterior, data)
+    candidates = {
+        "standard": vae.StandardNormalPrior(2),
+        "mixture": vae.MixturePrior(2, 3),
+        "flow": vae.FlowPrior(2, 2, hidden=(8,)),
+        "vamp": vae.VampPrior(model.posterior, data[:5]),
+    }
+    best = vae.VAE(model.posterior, model.decoder, optimal)
+    for name, prior in candidates.items():
+        other = vae.VAE(model.posterior, model.decoder, prior)
+        # Same draws for both: the difference per point is log q_agg(z) - log p(z).
+        with torch.no_grad():
+            a = best.elbo(data, num_samples=64, analytic_kl=False, reduction="none",
+                          generator=torch.Generator().manual_seed(0)).value
+            b = other.elbo(data, num_samples=64, analytic_kl=False, reduction="none",
+                           generator=torch.Generator().manual_seed(0)).value
+        difference = a - b
+        stderr = float(difference.std() / math.sqrt(len(difference)))
+        assert float(difference.mean()) > 4 * stderr, (name, float(difference.mean()), stderr)
+
+
+def test_elbo_surgery_rejects_bad_inputs() -> None:
+    with pytest.raises(TypeError, match="GaussianPosterior"):
+        vae.elbo_surgery(_model(posterior="iaf"), _binary(10))
+    with pytest.raises(TypeError, match="VAE"):
+        vae.elbo_surgery(nn.Linear(2, 2), _binary(10))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="data must have shape"):
+        vae.elbo_surgery(_model(), torch.zeros(10, 16))
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fit_lowers_the_loss_and_is_reproducible() -> None:
+    data = _binary(200)
+    histories = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = _model()
+        histories.append(vae.fit(model, data, steps=300, batch_size=50, lr=3e-3, log_every=100,
+                                 generator=torch.Generator().manual_seed(0)))
+    assert histories[0] == histories[1]
+    assert histories[0].steps == [100, 200, 300]
+    assert histories[0].losses[-1] < histories[0].losses[0] - 0.1
+
+
+def test_fit_accepts_a_custom_loss() -> None:
+    model, data = _model(), _binary(40)
+    history = vae.fit(model, data, steps=5, batch_size=10, log_every=5, loss=lambda x: model.loss(x, beta=0.5))
+    assert len(history.losses) == 1
+
+
+def test_fit_stops_on_a_non_finite_loss_naming_the_step() -> None:
+    data = _binary(40)
+    data[3] = float("nan")
+    model = _model(likelihood="gaussian")
+    with pytest.raises(NonFiniteLossError, match="at step 0"):
+        vae.fit(model, data, steps=5, batch_size=40)
+
+
+def test_fit_rejects_bad_arguments() -> None:
+    model, data = _model(), _binary(40)
+    with pytest.raises(ValueError, match="batch_size 50 exceeds"):
+        vae.fit(model, data, steps=1, batch_size=50)
+    with pytest.raises(ValueError, match="steps"):
+        vae.fit(model, data, steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        vae.fit(model, data, steps=1, batch_size=10, lr=0.0)
+    with pytest.raises(TypeError, match="loss"):
+        vae.fit(nn.Linear(2, 2), torch.zeros(10, 2), steps=1, batch_size=5)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="move one of them"):
+            vae.fit(model, data.cuda(), steps=1, batch_size=10)
