@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from gdmlib import (
     critics,
     data,
+    dequantization,
     discrete,
     divergences,
     flows,
@@ -32,6 +33,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 __all__ = [
     "critics",
     "data",
+    "dequantization",
     "discrete",
     "divergences",
     "flows",

@@ -21,6 +21,11 @@ r"""Discrete latent variables: the Gumbel-max trick, the Gumbel-softmax relaxati
 - :func:`categorical_kl_uniform` is the KL term of a categorical posterior against a uniform prior,
   :math:`\mathrm{KL}(q \,\|\, \mathcal{U}_K) = \log K - H(q)`; :func:`codebook_perplexity` measures
   how many codes are in use.
+- :class:`VQVAE` (encoder, quantiser, :mod:`gdmlib.vae` decoder) and :class:`CategoricalVAE`
+  (:math:`M` categorical latents, Gumbel-softmax training, exact hard-sample ELBO and IWAE bound,
+  :func:`annealed_loss` for a temperature schedule) are models with ``loss(x)`` for
+  :func:`gdmlib.vae.fit`. Like :mod:`gdmlib.vae`, they **sum** KL and auxiliary terms over latents
+  and pixels and **average** over the batch.
 
 Example:
     >>> import torch
@@ -51,15 +56,21 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib.nets import MLP, Activation
+from gdmlib.vae import ELBO, BernoulliDecoder, CategoricalDecoder, Decoder, GaussianDecoder
+
 __all__ = [
+    "CategoricalVAE",
     "VQLosses",
+    "VQVAE",
     "VectorQuantizer",
+    "annealed_loss",
     "categorical_kl_uniform",
     "codebook_perplexity",
     "gumbel_max",
@@ -76,6 +87,18 @@ def _check_logits(logits: object) -> Tensor:
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have shape (..., K) with K >= 1 categories, got {tuple(logits.shape)}")
     return logits
+
+
+def _check_tau(tau: object) -> float:
+    if isinstance(tau, Tensor):
+        if tau.numel() != 1:
+            raise ValueError(f"tau must be a single number, got a tensor of shape {tuple(tau.shape)}")
+        tau = float(tau)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"the temperature tau must be a finite positive number, got {tau}")
+    return float(tau)
 
 
 def sample_gumbel(
@@ -174,14 +197,7 @@ def gumbel_softmax(
         ([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]], True)
     """
     logits = _check_logits(logits)
-    if isinstance(tau, Tensor):
-        if tau.numel() != 1:
-            raise ValueError(f"tau must be a single number, got a tensor of shape {tuple(tau.shape)}")
-        tau = float(tau)
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"the temperature tau must be a finite positive number, got {tau}")
+    tau = _check_tau(tau)
     noise = sample_gumbel(logits.shape, dtype=logits.dtype, device=logits.device, generator=generator)
     soft = torch.softmax((logits + noise) / tau, dim=-1)
     if not hard:
@@ -382,3 +398,514 @@ def codebook_perplexity(indices: Tensor, num_codes: int) -> Tensor:
     counts = torch.bincount(flat, minlength=num_codes).double()
     p = counts / counts.sum()
     return torch.exp(-torch.special.xlogy(p, p).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Models with discrete latents
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def _check_input_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list, torch.Size)) or not shape:
+        raise TypeError(f"input_shape must be a non-empty tuple of ints such as (1, 8, 8), got {shape!r}")
+    return tuple(_check_positive_int("every entry of input_shape", size) for size in shape)
+
+
+def _check_batch(x: object, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+    return x
+
+
+def _check_reduction(reduction: object) -> str:
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return reduction  # type: ignore[return-value]
+
+
+def _make_decoder(
+    likelihood: str,
+    latent_dim: int,
+    input_shape: tuple[int, ...],
+    levels: int,
+    hidden: Sequence[int],
+    activation: Activation,
+    net: nn.Module | None,
+) -> Decoder:
+    if likelihood == "bernoulli":
+        return BernoulliDecoder(latent_dim, input_shape, hidden=hidden, activation=activation, net=net)
+    if likelihood == "categorical":
+        return CategoricalDecoder(latent_dim, input_shape, levels, hidden=hidden, activation=activation, net=net)
+    if likelihood == "gaussian":
+        return GaussianDecoder(latent_dim, input_shape, hidden=hidden, activation=activation, net=net)
+    raise ValueError(f"likelihood must be 'bernoulli', 'categorical' or 'gaussian', got {likelihood!r}")
+
+
+def _make_encoder(
+    encoder: nn.Module | None, input_shape: tuple[int, ...], out_features: int, hidden: Sequence[int], activation: Activation
+) -> nn.Module:
+    if encoder is None:
+        return nn.Sequential(nn.Flatten(), MLP(math.prod(input_shape), out_features, hidden, activation))
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
+    return encoder
+
+
+def _encode(encoder: nn.Module, x: Tensor, out_features: int) -> Tensor:
+    first = next(encoder.parameters(), None)
+    if first is not None:
+        if first.device != x.device:
+            raise ValueError(f"x is on {x.device} but the model on {first.device}; move one of them")
+        x = x.to(first.dtype)  # integer levels or float64 pixels into the network's dtype
+    out = encoder(x)
+    if out.dim() != 2 or out.shape != (x.shape[0], out_features):
+        raise ValueError(f"the encoder must map a batch of {x.shape[0]} to ({x.shape[0]}, {out_features}), got {tuple(out.shape)}")
+    return out
+
+
+class VQVAE(nn.Module):
+    r"""A VQ-VAE (van den Oord et al. 2017): encoder, :class:`VectorQuantizer`, decoder.
+
+    The encoder maps :math:`x` to :math:`M` vectors :math:`z_e^{(m)}(x) \in \mathbb{R}^D`; each is
+    replaced by its nearest code :math:`e_{k_m}` of a codebook of :math:`K` codes; the decoder
+    :math:`p_\theta(x \mid z_q)` reads the :math:`M` codes. Training minimises, per data point,
+
+    .. math::
+        -\log p_\theta(x \mid z_q^{\mathrm{st}})
+        + \sum_{m}\bigl\|\mathrm{sg}[z_e^{(m)}] - e_{k_m}\bigr\|^2
+        + \beta \sum_{m} \bigl\|z_e^{(m)} - \mathrm{sg}[e_{k_m}]\bigr\|^2,
+
+    averaged over the batch, with the straight-through :math:`z_q^{\mathrm{st}}` of
+    :class:`VectorQuantizer`. The two auxiliary terms are **summed** over the :math:`M \cdot D`
+    coordinates, like the log-likelihood over pixels (the quantiser's own losses are means; they are
+    multiplied by :math:`MD` here), so that :math:`\beta` keeps the paper's meaning whatever the
+    image size.
+
+    **The ELBO.** The posterior is the point mass :math:`q(k \mid x) = \delta_{k(x)}` on the
+    nearest codes. Against a prior :math:`p(k)` on the :math:`K^M` code tuples,
+    :math:`\mathrm{KL}(\delta_{k(x)} \,\|\, p) = -\log p(k(x))`, so
+
+    .. math::
+        \log p(x) \;\ge\; \log p_\theta(x \mid e_{k(x)}) + \log p(k(x)),
+
+    which for the uniform prior of the paper's training phase is
+    :math:`\log p_\theta(x \mid z_q) - M \log K` (:meth:`elbo`). A prior fitted afterwards (the
+    paper's PixelCNN; here :meth:`code_log_prior`, independent per position) tightens it.
+
+    Args:
+        input_shape: Shape of one data point, e.g. ``(1, 8, 8)``.
+        num_codes: Codebook size :math:`K`.
+        code_dim: Code dimension :math:`D`.
+        num_latents: Number :math:`M` of quantised vectors per data point.
+        likelihood: ``"bernoulli"``, ``"categorical"`` (``levels`` integer levels) or ``"gaussian"``,
+            as in :func:`gdmlib.vae.make_vae`.
+        levels: Levels of a categorical likelihood.
+        hidden, activation: Of the default MLP encoder and decoder.
+        beta: Commitment weight :math:`\beta`.
+        encoder: A module mapping ``(B, *input_shape)`` to ``(B, num_latents * code_dim)`` to use
+            instead of the MLP (e.g. :class:`gdmlib.nets.ConvEncoder8`).
+        decoder_net: A network for the decoder (the ``net=`` of :class:`gdmlib.vae.Decoder`).
+
+    Attributes:
+        quantizer: The :class:`VectorQuantizer`.
+        decoder: The :class:`gdmlib.vae.Decoder`.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> x = (torch.rand(16, 1, 8, 8) < 0.3).float()
+        >>> model = VQVAE((1, 8, 8), num_codes=8, code_dim=2, num_latents=3, hidden=(32,))
+        >>> model.codes(x).shape, model.loss(x).shape
+        (torch.Size([16, 3]), torch.Size([]))
+        >>> terms = model.elbo(x)
+        >>> round(float(terms.kl), 4) == round(3 * math.log(8), 4)
+        True
+
+    References:
+        van den Oord, Vinyals, Kavukcuoglu. Neural discrete representation learning. NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_codes: int,
+        code_dim: int,
+        num_latents: int = 1,
+        *,
+        likelihood: str = "bernoulli",
+        levels: int = 17,
+        hidden: Sequence[int] = (256,),
+        activation: Activation = "relu",
+        beta: float = 0.25,
+        encoder: nn.Module | None = None,
+        decoder_net: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_shape = _check_input_shape(input_shape)
+        self.num_codes = _check_positive_int("num_codes", num_codes)
+        self.code_dim = _check_positive_int("code_dim", code_dim)
+        self.num_latents = _check_positive_int("num_latents", num_latents)
+        self.latent_dim = num_latents * code_dim
+        self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
+        self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
+        self.decoder = _make_decoder(likelihood, self.latent_dim, self.input_shape, levels, hidden, activation, decoder_net)
+
+    def encode(self, x: Tensor) -> Tensor:
+        r"""The encoder outputs :math:`z_e`, shape ``(B, D, M)`` (the quantiser's layout)."""
+        x = _check_batch(x, self.input_shape)
+        out = _encode(self.encoder, x, self.latent_dim)
+        return out.unflatten(1, (self.num_latents, self.code_dim)).transpose(1, 2)
+
+    def quantize(self, x: Tensor) -> tuple[Tensor, Tensor, VQLosses]:
+        r"""``(z_q, indices, losses)``: the straight-through codes flattened for the decoder,
+        ``(B, M * D)``, the code indices ``(B, M)`` and the quantiser's (mean) losses."""
+        z_q, indices, losses = self.quantizer(self.encode(x))
+        return z_q.transpose(1, 2).flatten(1), indices, losses
+
+    def embed(self, indices: Tensor) -> Tensor:
+        r"""The decoder input of code indices ``(..., M)``: ``(..., M * D)``."""
+        if not isinstance(indices, Tensor) or indices.dtype not in (torch.int32, torch.int64):
+            raise TypeError("indices must be an integer (int64 or int32) tensor")
+        if indices.dim() < 1 or indices.shape[-1] != self.num_latents:
+            raise ValueError(f"indices must have shape (..., {self.num_latents}), got {tuple(indices.shape)}")
+        return F.embedding(indices, self.quantizer.codebook).flatten(-2)
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """The code indices :math:`k(x)` of a batch, shape ``(B, M)``."""
+        return self.quantizer.nearest(self.encode(x))
+
+    def loss(self, x: Tensor) -> Tensor:
+        r"""The VQ-VAE training loss (see the class docstring), averaged over the batch."""
+        z_q, _, losses = self.quantize(x)
+        reconstruction = self.decoder.log_prob(x, z_q)
+        return -reconstruction.mean() + self.latent_dim * losses.total
+
+    def elbo(self, x: Tensor, *, log_prior: Tensor | None = None, reduction: str = "mean") -> ELBO:
+        r"""The ELBO :math:`\log p_\theta(x \mid e_{k(x)}) + \log p(k(x))` of the point-mass posterior.
+
+        Args:
+            x: A batch, shape ``(B, *input_shape)``.
+            log_prior: Log-probabilities ``(M, K)`` of an independent prior per position (rows
+                normalised, e.g. :meth:`code_log_prior`); the uniform prior,
+                :math:`\mathrm{KL} = M \log K`, when ``None``.
+            reduction: ``"mean"`` over the batch or ``"none"``.
+
+        Returns:
+            A :class:`gdmlib.vae.ELBO` (value, reconstruction, kl).
+        """
+        reduction = _check_reduction(reduction)
+        z_q, indices, _ = self.quantize(x)
+        reconstruction = self.decoder.log_prob(x, z_q)
+        if log_prior is None:
+            kl = reconstruction.new_full(reconstruction.shape, self.num_latents * math.log(self.num_codes))
+        else:
+            log_prior = self._check_log_prior(log_prior, reconstruction)
+            kl = -log_prior.gather(1, indices.T).T.sum(-1)
+        value = reconstruction - kl
+        if reduction == "mean":
+            return ELBO(value.mean(), reconstruction.mean(), kl.mean())
+        return ELBO(value, reconstruction, kl)
+
+    def _check_log_prior(self, log_prior: object, like: Tensor) -> Tensor:
+        shape = (self.num_latents, self.num_codes)
+        if not isinstance(log_prior, Tensor) or tuple(log_prior.shape) != shape:
+            raise ValueError(f"log_prior must be a tensor of shape {shape} (positions, codes)")
+        if log_prior.device != like.device:
+            raise ValueError(f"log_prior is on {log_prior.device} but the model on {like.device}")
+        total = torch.logsumexp(log_prior.double(), -1)
+        if not torch.allclose(total, torch.zeros_like(total), atol=1e-4):
+            raise ValueError("every row of log_prior must be a normalised log-distribution (logsumexp = 0)")
+        return log_prior.to(like.dtype)
+
+    @torch.no_grad()
+    def code_log_prior(self, data: Tensor, *, pseudocount: float = 1.0, chunk_size: int = 512) -> Tensor:
+        r"""An independent categorical prior per position fitted to the codes of ``data``.
+
+        .. math::
+            \log \hat p_m(k) = \log \frac{n_{mk} + a}{N + K a},
+
+        with :math:`n_{mk}` the number of points of ``data`` whose code at position :math:`m` is
+        :math:`k` and the pseudocount :math:`a > 0` (Laplace smoothing) keeping unseen codes
+        possible on new data. Fit it on training data and evaluate :meth:`elbo` on held-out data.
+
+        Returns:
+            Log-probabilities, shape ``(M, K)``.
+        """
+        if not (isinstance(pseudocount, (int, float)) and not isinstance(pseudocount, bool) and pseudocount > 0):
+            raise ValueError(f"pseudocount must be a positive number, got {pseudocount!r}")
+        chunk_size = _check_positive_int("chunk_size", chunk_size)
+        data = _check_batch(data, self.input_shape)
+        indices = torch.cat([self.codes(data[s : s + chunk_size]) for s in range(0, data.shape[0], chunk_size)])
+        counts = F.one_hot(indices, self.num_codes).sum(0).double() + pseudocount  # (M, K)
+        return torch.log(counts / counts.sum(-1, keepdim=True)).to(self.quantizer.codebook.dtype)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The decoder's mean at the quantised codes of ``x``."""
+        z_q, _, _ = self.quantize(x)
+        return self.decoder.mean(z_q)
+
+    @torch.no_grad()
+    def sample(
+        self, num_samples: int, *, log_prior: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Decoder means at codes drawn from the prior (uniform, or ``log_prior`` of shape ``(M, K)``)."""
+        num_samples = _check_positive_int("num_samples", num_samples)
+        codebook = self.quantizer.codebook
+        if log_prior is None:
+            log_prior = torch.full((self.num_latents, self.num_codes), -math.log(self.num_codes), device=codebook.device)
+        log_prior = self._check_log_prior(log_prior, codebook)
+        indices = gumbel_max(log_prior.expand(num_samples, -1, -1), generator=generator)
+        return self.decoder.mean(self.embed(indices))
+
+
+class CategoricalVAE(nn.Module):
+    r"""A VAE with :math:`M` categorical latents of :math:`K` classes each, trained with the
+    Gumbel-softmax relaxation (Jang et al. 2017; Maddison et al. 2017).
+
+    The encoder gives logits :math:`\ell_m(x) \in \mathbb{R}^K` of independent posteriors
+    :math:`q(z_m \mid x) = \mathrm{Categorical}(\mathrm{softmax}\,\ell_m(x))`; the prior is
+    uniform on each :math:`z_m`; the decoder reads the :math:`M` one-hot vectors, concatenated.
+    The KL term is exact,
+
+    .. math::
+        \mathrm{KL}\bigl(q(z \mid x) \,\|\, p(z)\bigr) = \sum_{m=1}^M \bigl(\log K - H(q(z_m \mid x))\bigr),
+
+    **summed over the latents** and, like everything in :mod:`gdmlib.vae`, averaged over the batch.
+
+    - :meth:`loss` (training) replaces the one-hot :math:`z_m` by the relaxed sample
+      :math:`y_m = \mathrm{softmax}((\ell_m + g_m)/\tau)` in the reconstruction term, which makes
+      it differentiable in the encoder; it is not an ELBO (the decoder sees points inside the
+      simplex that the discrete model never produces), and its bias grows with :math:`\tau`.
+      With ``hard=True`` the decoder sees the one-hot vector and the gradient is the relaxed one's
+      (straight-through Gumbel-softmax).
+    - :meth:`elbo` (evaluation) draws **exact** one-hot samples (Gumbel-max) and is an unbiased
+      estimate of the ELBO of the discrete model, a lower bound on its :math:`\log p(x)`;
+      :meth:`iwae_bound` tightens it.
+
+    Args:
+        input_shape: Shape of one data point, e.g. ``(1, 8, 8)``.
+        num_latents: :math:`M`.
+        num_classes: :math:`K \ge 2`.
+        likelihood, levels, hidden, activation: As in :func:`gdmlib.vae.make_vae`.
+        tau: The temperature :math:`\tau > 0` used by :meth:`loss` (an attribute: change it
+            during training to anneal, e.g. with :func:`annealed_loss`).
+        hard: Straight-through samples in :meth:`loss`.
+        encoder: A module mapping ``(B, *input_shape)`` to ``(B, M * K)`` logits, instead of the MLP.
+        decoder_net: A network for the decoder (``net=`` of :class:`gdmlib.vae.Decoder`).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> x = (torch.rand(16, 1, 8, 8) < 0.3).float()
+        >>> model = CategoricalVAE((1, 8, 8), num_latents=4, num_classes=3, hidden=(32,))
+        >>> terms = model.elbo(x)
+        >>> bool(terms.value <= 0), bool(0 <= terms.kl <= 4 * math.log(3))
+        (True, True)
+        >>> model.iwae_bound(x, num_samples=8).shape
+        torch.Size([16])
+
+    References:
+        Jang, Gu, Poole. Categorical reparameterization with Gumbel-softmax. ICLR 2017.
+
+        Maddison, Mnih, Teh. The concrete distribution. ICLR 2017.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_latents: int,
+        num_classes: int,
+        *,
+        likelihood: str = "bernoulli",
+        levels: int = 17,
+        hidden: Sequence[int] = (256,),
+        activation: Activation = "relu",
+        tau: float = 1.0,
+        hard: bool = False,
+        encoder: nn.Module | None = None,
+        decoder_net: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_shape = _check_input_shape(input_shape)
+        self.num_latents = _check_positive_int("num_latents", num_latents)
+        self.num_classes = _check_positive_int("num_classes", num_classes)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if not isinstance(hard, bool):
+            raise TypeError(f"hard must be a bool, got {type(hard).__name__}")
+        self.latent_dim = num_latents * num_classes
+        self.tau = tau
+        self.hard = hard
+        self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
+        self.decoder = _make_decoder(likelihood, self.latent_dim, self.input_shape, levels, hidden, activation, decoder_net)
+
+    @property
+    def tau(self) -> float:
+        """The training temperature :math:`\\tau > 0`."""
+        return self._tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self._tau = _check_tau(value)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """The posterior logits :math:`\\ell(x)`, shape ``(B, M, K)``."""
+        x = _check_batch(x, self.input_shape)
+        return _encode(self.encoder, x, self.latent_dim).unflatten(1, (self.num_latents, self.num_classes))
+
+    def kl(self, x: Tensor) -> Tensor:
+        r""":math:`\sum_m (\log K - H(q(z_m \mid x)))`, one value per data point, shape ``(B,)``."""
+        return categorical_kl_uniform(self.logits(x)).sum(-1)
+
+    def relaxed_elbo(
+        self,
+        x: Tensor,
+        *,
+        tau: float | None = None,
+        beta: float = 1.0,
+        reduction: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> ELBO:
+        r"""The training objective: the reconstruction at one relaxed sample minus :math:`\beta` KL.
+
+        Args:
+            x: A batch, shape ``(B, *input_shape)``.
+            tau: Temperature; the model's :attr:`tau` when ``None``.
+            beta: KL weight :math:`\beta \ge 0`.
+            reduction: ``"mean"`` over the batch or ``"none"``.
+            generator: For the Gumbel noise.
+        """
+        reduction = _check_reduction(reduction)
+        tau = self.tau if tau is None else _check_tau(tau)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite non-negative number, got {beta!r}")
+        logits = self.logits(x)
+        y = gumbel_softmax(logits, tau, hard=self.hard, generator=generator)
+        reconstruction = self.decoder.log_prob(x, y.flatten(1))
+        kl = categorical_kl_uniform(logits).sum(-1)
+        value = reconstruction - beta * kl
+        if reduction == "mean":
+            return ELBO(value.mean(), reconstruction.mean(), kl.mean())
+        return ELBO(value, reconstruction, kl)
+
+    def loss(self, x: Tensor, *, tau: float | None = None, beta: float = 1.0) -> Tensor:
+        """Minus :meth:`relaxed_elbo`, averaged over the batch (for :func:`gdmlib.vae.fit`)."""
+        return -self.relaxed_elbo(x, tau=tau, beta=beta).value
+
+    def _hard_samples(self, logits: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+        """Exact one-hot draws, ``(S, B, M, K)``."""
+        indices = gumbel_max(logits.expand(num_samples, *logits.shape), generator=generator)
+        return F.one_hot(indices, self.num_classes).to(logits.dtype)
+
+    def elbo(
+        self,
+        x: Tensor,
+        *,
+        num_samples: int = 1,
+        reduction: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> ELBO:
+        r"""The ELBO of the discrete model, with exact (one-hot) posterior samples,
+
+        .. math::
+            \mathcal{L}(x) = \mathbb{E}_{z \sim q(z \mid x)} \log p_\theta(x \mid z)
+            - \sum_m \bigl(\log K - H(q(z_m \mid x))\bigr),
+
+        the expectation estimated with ``num_samples`` draws (unbiased), the KL exact.
+        """
+        reduction = _check_reduction(reduction)
+        num_samples = _check_positive_int("num_samples", num_samples)
+        logits = self.logits(x)
+        z = self._hard_samples(logits, num_samples, generator)
+        reconstruction = self.decoder.log_prob(x, z.flatten(-2)).mean(0)
+        kl = categorical_kl_uniform(logits).sum(-1)
+        value = reconstruction - kl
+        if reduction == "mean":
+            return ELBO(value.mean(), reconstruction.mean(), kl.mean())
+        return ELBO(value, reconstruction, kl)
+
+    @torch.no_grad()
+    def iwae_bound(
+        self, x: Tensor, num_samples: int = 100, *, chunk_size: int = 100, generator: torch.Generator | None = None
+    ) -> Tensor:
+        r"""The importance-weighted bound (Burda et al. 2016) with exact categorical proposals,
+
+        .. math::
+            \log \frac1S \sum_{s=1}^S \frac{p_\theta(x \mid z_s)\, K^{-M}}{q(z_s \mid x)},
+            \qquad z_s \sim q(z \mid x),
+
+        one value per data point, shape ``(B,)``.
+        """
+        num_samples = _check_positive_int("num_samples", num_samples)
+        chunk_size = _check_positive_int("chunk_size", chunk_size)
+        logits = self.logits(x)
+        log_q_table = torch.log_softmax(logits, -1)
+        log_prior = -self.num_latents * math.log(self.num_classes)
+        log_weights = []
+        for start in range(0, num_samples, chunk_size):
+            z = self._hard_samples(logits, min(chunk_size, num_samples - start), generator)
+            log_q = (z * log_q_table).sum((-1, -2))
+            log_weights.append(self.decoder.log_prob(x, z.flatten(-2)) + log_prior - log_q)
+        return torch.logsumexp(torch.cat(log_weights, 0), 0) - math.log(num_samples)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """The decoder's mean at one exact posterior draw per data point."""
+        z = self._hard_samples(self.logits(x), 1, generator)[0]
+        return self.decoder.mean(z.flatten(-2))
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Decoder means at latents drawn from the uniform prior."""
+        num_samples = _check_positive_int("num_samples", num_samples)
+        weight = next(self.decoder.parameters())
+        indices = torch.randint(
+            self.num_classes, (num_samples, self.num_latents), generator=generator, device=weight.device
+        )
+        return self.decoder.mean(F.one_hot(indices, self.num_classes).to(weight.dtype).flatten(-2))
+
+
+def annealed_loss(model: CategoricalVAE, *, start: float, end: float, steps: int) -> Callable[[Tensor], Tensor]:
+    r"""A loss for :func:`gdmlib.vae.fit` that anneals the temperature geometrically.
+
+    Call :math:`t = 0, 1, \dots` sets :math:`\tau_t = \tau_0\,(\tau_1/\tau_0)^{\min(t/(T-1), 1)}`
+    (from ``start`` to ``end`` over ``steps`` = :math:`T` calls, then constant), stores it in
+    ``model.tau`` and returns ``model.loss(x)``. (Jang et al. 2017 anneal :math:`\tau` from 1 to
+    0.5: a high temperature keeps early gradients tame, a low one makes the relaxation tight.)
+
+    Example:
+        >>> model = CategoricalVAE((1, 8, 8), 2, 3, hidden=(8,))
+        >>> loss = annealed_loss(model, start=1.0, end=0.25, steps=3)
+        >>> x = torch.zeros(4, 1, 8, 8)
+        >>> taus = []
+        >>> for _ in range(4):
+        ...     _ = loss(x)
+        ...     taus.append(model.tau)
+        >>> taus
+        [1.0, 0.5, 0.25, 0.25]
+    """
+    if not isinstance(model, CategoricalVAE):
+        raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
+    start, end = _check_tau(start), _check_tau(end)
+    steps = _check_positive_int("steps", steps)
+    calls = [0]
+
+    def loss(x: Tensor) -> Tensor:
+        progress = min(calls[0] / (steps - 1), 1.0) if steps > 1 else 1.0
+        model.tau = start * (end / start) ** progress
+        calls[0] += 1
+        return model.loss(x)
+
+    return loss

@@ -96,6 +96,8 @@ __all__ = [
     "Permutation",
     "Reverse",
     "Transform",
+    "TransformedInput",
+    "TransformedPosterior",
     "iaf",
     "maf",
     "realnvp",
@@ -805,3 +807,113 @@ class Flow(nn.Module):
         """Samples without a graph (:meth:`rsample` under ``torch.no_grad``)."""
         with torch.no_grad():
             return self.rsample(sample_shape, context, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flows inside a VAE: a posterior pushed through a shared transform, a network on transformed inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _needs_context(transform: Transform) -> bool:
+    """Whether any layer of ``transform`` was built with a context."""
+    return any(getattr(module, "context_features", 0) for module in transform.modules())
+
+
+class TransformedPosterior(nn.Module):
+    r"""A posterior pushed through a shared (unconditional) transform, :math:`q(z \mid x) = T_\# q_0(z_0 \mid x)`.
+
+    With :math:`T` the *sampling* direction of ``transform`` (its ``inverse``, noise to data),
+
+    .. math::
+        z_0 \sim q_0(z_0 \mid x), \quad z = T(z_0), \qquad
+        \log q(z \mid x) = \log q_0(z_0 \mid x) - \log\left|\det \frac{\partial T(z_0)}{\partial z_0}\right| .
+
+    Unlike :class:`gdmlib.vae.IAFPosterior`, :math:`T` does not depend on :math:`x`. Such a VAE,
+    with prior :math:`\mathcal{N}(0, I)` and decoder :math:`p(x \mid z)`, has exactly the ELBO of
+    the VAE with posterior :math:`q_0`, flow prior :math:`(T^{-1})_\# \mathcal{N}(0, I)` (a
+    ``FlowPrior`` whose density direction is :math:`T`, i.e. ``Inverse(transform)``) and decoder
+    :math:`p(x \mid T(z_0))` (a decoder on :class:`TransformedInput`) — Chen et al. 2017.
+
+    Args:
+        base: The posterior :math:`q_0`: a module with ``latent_dim``, ``input_shape`` and
+            ``rsample_and_log_prob(x, num_samples, generator=None) -> (z0 (S, B, D), log_q0 (S, B))``,
+            e.g. a :class:`gdmlib.vae.GaussianPosterior`.
+        transform: An unconditional :class:`Transform` with ``features == base.latent_dim``; it is
+            kept, not copied, so that it can be shared with a prior or a decoder.
+
+    Raises:
+        TypeError: If ``base`` lacks that interface or ``transform`` is not a Transform.
+        ValueError: If the dimensions disagree or the transform needs a context.
+
+    Example:
+        >>> from gdmlib.vae import GaussianPosterior
+        >>> _ = torch.manual_seed(0)
+        >>> posterior = TransformedPosterior(GaussianPosterior((3,), 2, hidden=(8,)), iaf(2, 2, hidden=(8,)))
+        >>> z, log_q = posterior.rsample_and_log_prob(torch.rand(5, 3), num_samples=4)
+        >>> z.shape, log_q.shape
+        (torch.Size([4, 5, 2]), torch.Size([4, 5]))
+
+    References:
+        Chen, Kingma, Salimans, Duan, Dhariwal, Schulman, Sutskever, Abbeel. Variational lossy
+        autoencoder. ICLR 2017.
+    """
+
+    def __init__(self, base: nn.Module, transform: Transform) -> None:
+        super().__init__()
+        missing = [name for name in ("latent_dim", "input_shape", "rsample_and_log_prob") if not hasattr(base, name)]
+        if missing or not isinstance(base, nn.Module):
+            raise TypeError(
+                "base must be a posterior module with latent_dim, input_shape and rsample_and_log_prob "
+                f"(e.g. gdmlib.vae.GaussianPosterior); {type(base).__name__} lacks {missing or 'nn.Module'}"
+            )
+        if not isinstance(transform, Transform):
+            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+        if transform.features != base.latent_dim:
+            raise ValueError(f"the transform has {transform.features} features, the posterior {base.latent_dim}")
+        if _needs_context(transform):
+            raise ValueError("the transform must be unconditional (context_features=0): T is shared by all x")
+        self.base, self.transform = base, transform
+        self.latent_dim, self.input_shape = base.latent_dim, tuple(base.input_shape)
+
+    def rsample_and_log_prob(
+        self, x: Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Reparametrised draws ``z = T(z0)``, shape ``(S, B, D)``, and :math:`\\log q(z \\mid x)`, ``(S, B)``."""
+        z0, log_q0 = self.base.rsample_and_log_prob(x, num_samples, generator=generator)
+        z, ladj = self.transform.inverse(z0)
+        return z, log_q0 - ladj
+
+
+class TransformedInput(nn.Module):
+    r"""A network applied after the sampling direction of a transform, :math:`z_0 \mapsto \mathrm{net}(T(z_0))`.
+
+    :math:`T` is ``transform.inverse`` (noise to data, as in :class:`TransformedPosterior`), so a
+    VAE decoder built on ``TransformedInput(transform, decoder_net)`` is :math:`p(x \mid T(z_0))`:
+    it reads the base variable :math:`z_0` of a flow prior. The transform and the network are
+    kept, not copied.
+
+    Args:
+        transform: An unconditional :class:`Transform`.
+        net: A module mapping ``(..., transform.features)`` to anything.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> transform, net = iaf(2, 2, hidden=(8,)), nn.Linear(2, 3)
+        >>> z0 = torch.randn(4, 2)
+        >>> torch.equal(TransformedInput(transform, net)(z0), net(transform.inverse(z0)[0]))
+        True
+    """
+
+    def __init__(self, transform: Transform, net: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(transform, Transform):
+            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
+        if _needs_context(transform):
+            raise ValueError("the transform must be unconditional (context_features=0)")
+        self.transform, self.net = transform, net
+
+    def forward(self, z0: Tensor) -> Tensor:
+        z, _ = self.transform.inverse(_check_vectors("z0", z0, self.transform.features))
+        return self.net(z)

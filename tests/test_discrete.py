@@ -9,15 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
+from torch import nn
 
 from gdmlib.discrete import (
+    VQVAE,
+    CategoricalVAE,
     VectorQuantizer,
+    annealed_loss,
     categorical_kl_uniform,
     codebook_perplexity,
     gumbel_max,
     gumbel_softmax,
     sample_gumbel,
 )
+from gdmlib.nets import ConvDecoder8, ConvEncoder8
+from gdmlib.vae import fit
 
 PROBS = [0.6, 0.25, 0.1, 0.05]
 
@@ -261,3 +267,199 @@ def test_categorical_kl_handles_impossible_categories_with_finite_gradients() ->
     assert torch.all(torch.isfinite(logits.grad)) and logits.grad[1] == 0
     with pytest.raises(TypeError, match="floating-point"):
         categorical_kl_uniform(torch.zeros(3, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------
+# VQ-VAE
+# ---------------------------------------------------------------------------------------------
+
+
+def binary_batch(n: int = 24, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    return (torch.rand(n, 1, 8, 8, generator=seeded("cpu", seed)) < 0.3).float().to(device)
+
+
+def test_vqvae_shapes_and_loss_formula(device: torch.device) -> None:
+    model = VQVAE((1, 8, 8), num_codes=8, code_dim=3, num_latents=4, hidden=(16,), beta=0.4).to(device)
+    x = binary_batch(device=device)
+    z_q, indices, losses = model.quantize(x)
+    assert z_q.shape == (24, 12) and indices.shape == (24, 4) and z_q.device.type == device.type
+    assert torch.equal(model.codes(x), indices)
+    torch.testing.assert_close(z_q, model.embed(indices))  # forward value = the codes
+    # Per data point: -log p(x | z_q) + sum over the M * D coordinates of (1 + beta) * squared error.
+    squared = (model.encode(x) - model.quantizer.embed(indices)).square().sum((1, 2))
+    expected = -model.decoder.log_prob(x, z_q).mean() + 1.4 * squared.mean()
+    torch.testing.assert_close(model.loss(x), expected)
+    assert model.reconstruct(x).shape == x.shape and model.sample(5).shape == (5, 1, 8, 8)
+
+
+def test_vqvae_gradients_reach_the_right_parameters() -> None:
+    model = VQVAE((1, 8, 8), num_codes=8, code_dim=2, num_latents=3, hidden=(16,))
+    x = binary_batch()
+    encoder_weight = model.encoder[1].net[0].weight
+    z_q, _, losses = model.quantize(x)
+    reconstruction = -model.decoder.log_prob(x, z_q).mean()
+    grad_encoder, grad_codebook = torch.autograd.grad(
+        reconstruction, [encoder_weight, model.quantizer.codebook], allow_unused=True, retain_graph=True
+    )
+    assert grad_encoder is not None and grad_encoder.abs().sum() > 0  # straight through to the encoder
+    assert grad_codebook is None or torch.all(grad_codebook == 0)  # ... and never to the codebook
+    # The whole loss moves the codebook exactly as the (scaled) codebook loss alone does.
+    (full,) = torch.autograd.grad(model.loss(x), model.quantizer.codebook)
+    _, _, losses = model.quantize(x)
+    (codebook_only,) = torch.autograd.grad(model.latent_dim * losses.codebook, model.quantizer.codebook)
+    torch.testing.assert_close(full, codebook_only)
+    assert full.abs().sum() > 0
+
+
+def test_vqvae_elbo_with_uniform_and_fitted_priors() -> None:
+    model = VQVAE((1, 8, 8), num_codes=5, code_dim=2, num_latents=3, hidden=(16,))
+    with torch.no_grad():
+        model.quantizer.codebook.copy_(torch.randn(5, 2))  # spread codes: several in use
+    x = binary_batch(200)
+    with torch.no_grad():
+        terms = model.elbo(x, reduction="none")
+        torch.testing.assert_close(terms.kl, torch.full((200,), 3 * math.log(5)))
+        torch.testing.assert_close(terms.value, terms.reconstruction - 3 * math.log(5))
+        log_prior = model.code_log_prior(x, pseudocount=1e-12)
+        fitted = model.elbo(x, log_prior=log_prior)
+        codes = model.codes(x)
+    # Average KL to the code frequencies = sum over positions of their entropies (log perplexities).
+    entropies = sum(math.log(float(codebook_perplexity(codes[:, m], 5))) for m in range(3))
+    assert float(fitted.kl) == pytest.approx(entropies, abs=1e-5)
+    manual = -sum(log_prior[m, codes[:, m]] for m in range(3)).mean()
+    assert float(fitted.kl) == pytest.approx(float(manual), abs=1e-6)
+    assert float(fitted.value) >= float(terms.value.mean()) - 1e-5
+    with pytest.raises(ValueError, match="log_prior must be a tensor of shape"):
+        model.elbo(x, log_prior=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="normalised"):
+        model.elbo(x, log_prior=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="pseudocount"):
+        model.code_log_prior(x, pseudocount=0)
+
+
+def test_vqvae_bad_inputs_raise() -> None:
+    with pytest.raises(ValueError, match="num_codes must be a positive int"):
+        VQVAE((1, 8, 8), 0, 2)
+    with pytest.raises(TypeError, match="input_shape"):
+        VQVAE("1x8x8", 4, 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="likelihood must be"):
+        VQVAE((1, 8, 8), 4, 2, likelihood="poisson")
+    model = VQVAE((1, 8, 8), 4, 2, num_latents=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 8, 8\)"):
+        model.loss(torch.zeros(3, 64))
+    with pytest.raises(ValueError, match="reduction"):
+        model.elbo(torch.zeros(3, 1, 8, 8), reduction="sum")
+    with pytest.raises(ValueError, match=r"indices must have shape \(\.\.\., 2\)"):
+        model.embed(torch.zeros(3, 5, dtype=torch.long))
+    wrong_encoder = VQVAE((1, 8, 8), 4, 2, num_latents=2, encoder=nn.Sequential(nn.Flatten(), nn.Linear(64, 3)))
+    with pytest.raises(ValueError, match=r"the encoder must map a batch of 3 to \(3, 4\)"):
+        wrong_encoder.loss(torch.zeros(3, 1, 8, 8))
+
+
+def test_vqvae_with_the_convolutional_nets() -> None:
+    model = VQVAE(
+        (1, 8, 8), 8, 4, num_latents=2, encoder=ConvEncoder8(8, channels=4),
+        decoder_net=nn.Sequential(ConvDecoder8(8, channels=4), nn.Flatten()),
+    )
+    x = binary_batch(6)
+    model.loss(x).backward()
+    assert model.codes(x).shape == (6, 2) and model.quantizer.codebook.grad is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Categorical VAE
+# ---------------------------------------------------------------------------------------------
+
+
+def test_categorical_vae_kl_is_summed_over_latents_and_averaged_over_the_batch(device: torch.device) -> None:
+    model = CategoricalVAE((1, 8, 8), num_latents=5, num_classes=4, hidden=(16,)).to(device)
+    x = binary_batch(device=device)
+    logits = model.logits(x)
+    assert logits.shape == (24, 5, 4) and logits.device.type == device.type
+    per_point = (torch.softmax(logits, -1) * (torch.log_softmax(logits, -1) + math.log(4))).sum((-1, -2))
+    torch.testing.assert_close(model.kl(x), per_point)
+    terms = model.relaxed_elbo(x, generator=seeded(device, 3))
+    torch.testing.assert_close(terms.kl, per_point.mean())
+    y = gumbel_softmax(logits, model.tau, generator=seeded(device, 3))
+    reconstruction = model.decoder.log_prob(x, y.flatten(1))
+    torch.testing.assert_close(terms.reconstruction, reconstruction.mean())
+    torch.testing.assert_close(terms.value, (reconstruction - per_point).mean())
+    beta_terms = model.relaxed_elbo(x, beta=0.5, reduction="none", generator=seeded(device, 3))
+    torch.testing.assert_close(beta_terms.value, reconstruction - 0.5 * per_point)
+    hard = model.elbo(x, num_samples=3, reduction="none", generator=seeded(device, 4))
+    assert hard.value.shape == (24,) and torch.all(hard.kl <= 5 * math.log(4) + 1e-5)
+
+
+def exact_log_likelihood_and_elbo(model: CategoricalVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """By enumerating the K^M latent values."""
+    m, k = model.num_latents, model.num_classes
+    grids = torch.cartesian_prod(*[torch.arange(k)] * m).reshape(-1, m)  # (K^M, M)
+    one_hot = F.one_hot(grids, k).float().flatten(1)  # (K^M, M K)
+    log_lik = model.decoder.log_prob(x, one_hot[:, None, :].expand(-1, x.shape[0], -1))  # (K^M, B)
+    log_q_table = torch.log_softmax(model.logits(x), -1)  # (B, M, K)
+    log_q = log_q_table[:, torch.arange(m)[None, :], grids].sum(-1).T  # (K^M, B)
+    log_px = torch.logsumexp(log_lik, 0) - m * math.log(k)
+    elbo = (log_q.exp() * log_lik).sum(0) - model.kl(x)
+    return log_px, elbo
+
+
+def test_hard_elbo_and_iwae_against_enumeration() -> None:
+    model = CategoricalVAE((1, 8, 8), num_latents=2, num_classes=3, hidden=(16,))
+    x = binary_batch(8)
+    with torch.no_grad():
+        log_px, exact_elbo = exact_log_likelihood_and_elbo(model, x)
+        draws = 4000
+        estimate = model.elbo(x, num_samples=draws, reduction="none", generator=seeded())
+        per_draw = torch.stack([model.elbo(x, reduction="none", generator=seeded("cpu", s)).value for s in range(50)])
+        stderr = per_draw.std(0) / math.sqrt(draws)
+        assert torch.all((estimate.value - exact_elbo).abs() <= 4 * stderr + 1e-4)
+        iwae = model.iwae_bound(x, 3000, chunk_size=1000, generator=seeded())
+    assert torch.all(exact_elbo <= log_px + 1e-5)
+    # A lower bound in expectation only; with K^M = 9 latent values, 3000 draws are nearly exact.
+    torch.testing.assert_close(iwae, log_px, atol=0.05, rtol=0)
+
+
+def test_hard_training_samples_are_one_hot_for_the_decoder() -> None:
+    model = CategoricalVAE((1, 8, 8), 3, 4, hidden=(8,), hard=True)
+    seen = []
+    model.decoder.net.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    model.loss(binary_batch(5)).backward()
+    z = seen[0].reshape(5, 3, 4)
+    assert torch.equal(z.sum(-1), torch.ones(5, 3)) and set(z.unique().tolist()) == {0.0, 1.0}
+    assert model.encoder[1].net[0].weight.grad.abs().sum() > 0  # straight-through reaches the encoder
+
+
+def test_annealed_training_lowers_the_loss_and_the_temperature() -> None:
+    torch.manual_seed(0)
+    model = CategoricalVAE((1, 8, 8), 4, 4, hidden=(32,))
+    x = binary_batch(128)
+    history = fit(model, x, steps=40, batch_size=64, lr=5e-3, log_every=20,
+                  loss=annealed_loss(model, start=1.0, end=0.5, steps=40), generator=seeded())
+    assert model.tau == pytest.approx(0.5)
+    assert history.losses[-1] < history.losses[0]
+
+
+def test_categorical_vae_bad_inputs_raise() -> None:
+    for tau in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="tau must be a finite positive number"):
+            CategoricalVAE((1, 8, 8), 2, 3, tau=tau)
+    model = CategoricalVAE((1, 8, 8), 2, 3, hidden=(8,))
+    with pytest.raises(ValueError, match="tau must be a finite positive number"):
+        model.tau = 0.0
+    x = binary_batch(4)
+    with pytest.raises(ValueError, match="tau must be a finite positive number"):
+        model.loss(x, tau=-0.5)
+    with pytest.raises(ValueError, match="beta must be a finite non-negative number"):
+        model.loss(x, beta=-1.0)
+    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+        CategoricalVAE((1, 8, 8), 2, 1)
+    with pytest.raises(TypeError, match="hard must be a bool"):
+        CategoricalVAE((1, 8, 8), 2, 3, hard=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 8, 8\)"):
+        model.elbo(torch.zeros(4, 8, 8))
+    with pytest.raises(ValueError, match="num_samples must be a positive int"):
+        model.elbo(x, num_samples=0)
+    with pytest.raises(TypeError, match="must be a CategoricalVAE"):
+        annealed_loss(VQVAE((1, 8, 8), 4, 2), start=1.0, end=0.5, steps=10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tau must be a finite positive number"):
+        annealed_loss(model, start=1.0, end=0.0, steps=10)
