@@ -60,6 +60,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib import runtime
 from gdmlib.gan import clip_weights, critic_loss_wasserstein, gradient_penalty
 from gdmlib.nets import MLP
@@ -86,13 +87,6 @@ def _check_method(method: object) -> str:
         raise ValueError(f"method must be one of {_METHODS} ('clip', 'gp' or 'sn'), got {method!r}")
     return str(method)
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return int(value)
 
 
 def _check_positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:

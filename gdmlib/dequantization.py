@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.flows import iaf
 from gdmlib.nets import MLP, Activation
 
@@ -95,13 +96,6 @@ class DequantizationBound(NamedTuple):
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def _check_discrete(x: object, features: int | None = None) -> Tensor:

@@ -62,8 +62,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib._checks import check_batch, check_input_shape
+from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.nets import MLP, Activation
-from gdmlib.vae import ELBO, BernoulliDecoder, CategoricalDecoder, Decoder, GaussianDecoder
+from gdmlib.vae import ELBO, Decoder, make_decoder
 
 __all__ = [
     "CategoricalVAE",
@@ -301,11 +303,8 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25) -> None:
         super().__init__()
-        for name, value in (("num_codes", num_codes), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        _check_positive_int("num_codes", num_codes)
+        _check_positive_int("dim", dim)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)):
             raise TypeError(f"beta must be a number, got {type(beta).__name__}")
         if not (math.isfinite(beta) and beta >= 0):
@@ -405,52 +404,11 @@ def codebook_perplexity(indices: Tensor, num_codes: int) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def _check_input_shape(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list, torch.Size)) or not shape:
-        raise TypeError(f"input_shape must be a non-empty tuple of ints such as (1, 8, 8), got {shape!r}")
-    return tuple(_check_positive_int("every entry of input_shape", size) for size in shape)
-
-
-def _check_batch(x: object, shape: tuple[int, ...]) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
-    return x
-
 
 def _check_reduction(reduction: object) -> str:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     return reduction  # type: ignore[return-value]
-
-
-def _make_decoder(
-    likelihood: str,
-    latent_dim: int,
-    input_shape: tuple[int, ...],
-    levels: int,
-    hidden: Sequence[int],
-    activation: Activation,
-    net: nn.Module | None,
-) -> Decoder:
-    if likelihood == "bernoulli":
-        return BernoulliDecoder(latent_dim, input_shape, hidden=hidden, activation=activation, net=net)
-    if likelihood == "categorical":
-        return CategoricalDecoder(latent_dim, input_shape, levels, hidden=hidden, activation=activation, net=net)
-    if likelihood == "gaussian":
-        return GaussianDecoder(latent_dim, input_shape, hidden=hidden, activation=activation, net=net)
-    raise ValueError(f"likelihood must be 'bernoulli', 'categorical' or 'gaussian', got {likelihood!r}")
 
 
 def _make_encoder(
@@ -552,18 +510,20 @@ class VQVAE(nn.Module):
         decoder_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.input_shape = _check_input_shape(input_shape)
+        self.input_shape = check_input_shape(input_shape)
         self.num_codes = _check_positive_int("num_codes", num_codes)
         self.code_dim = _check_positive_int("code_dim", code_dim)
         self.num_latents = _check_positive_int("num_latents", num_latents)
         self.latent_dim = num_latents * code_dim
         self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
-        self.decoder = _make_decoder(likelihood, self.latent_dim, self.input_shape, levels, hidden, activation, decoder_net)
+        self.decoder = make_decoder(
+            likelihood, self.latent_dim, self.input_shape, levels=levels, hidden=hidden, activation=activation, net=decoder_net
+        )
 
     def encode(self, x: Tensor) -> Tensor:
         r"""The encoder outputs :math:`z_e`, shape ``(B, D, M)`` (the quantiser's layout)."""
-        x = _check_batch(x, self.input_shape)
+        x = check_batch("x", x, self.input_shape)
         out = _encode(self.encoder, x, self.latent_dim)
         return out.unflatten(1, (self.num_latents, self.code_dim)).transpose(1, 2)
 
@@ -646,7 +606,7 @@ class VQVAE(nn.Module):
         if not (isinstance(pseudocount, (int, float)) and not isinstance(pseudocount, bool) and pseudocount > 0):
             raise ValueError(f"pseudocount must be a positive number, got {pseudocount!r}")
         chunk_size = _check_positive_int("chunk_size", chunk_size)
-        data = _check_batch(data, self.input_shape)
+        data = check_batch("data", data, self.input_shape)
         indices = torch.cat([self.codes(data[s : s + chunk_size]) for s in range(0, data.shape[0], chunk_size)])
         counts = F.one_hot(indices, self.num_codes).sum(0).double() + pseudocount  # (M, K)
         return torch.log(counts / counts.sum(-1, keepdim=True)).to(self.quantizer.codebook.dtype)
@@ -738,7 +698,7 @@ class CategoricalVAE(nn.Module):
         decoder_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.input_shape = _check_input_shape(input_shape)
+        self.input_shape = check_input_shape(input_shape)
         self.num_latents = _check_positive_int("num_latents", num_latents)
         self.num_classes = _check_positive_int("num_classes", num_classes)
         if num_classes < 2:
@@ -749,7 +709,9 @@ class CategoricalVAE(nn.Module):
         self.tau = tau
         self.hard = hard
         self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
-        self.decoder = _make_decoder(likelihood, self.latent_dim, self.input_shape, levels, hidden, activation, decoder_net)
+        self.decoder = make_decoder(
+            likelihood, self.latent_dim, self.input_shape, levels=levels, hidden=hidden, activation=activation, net=decoder_net
+        )
 
     @property
     def tau(self) -> float:
@@ -762,7 +724,7 @@ class CategoricalVAE(nn.Module):
 
     def logits(self, x: Tensor) -> Tensor:
         """The posterior logits :math:`\\ell(x)`, shape ``(B, M, K)``."""
-        x = _check_batch(x, self.input_shape)
+        x = check_batch("x", x, self.input_shape)
         return _encode(self.encoder, x, self.latent_dim).unflatten(1, (self.num_latents, self.num_classes))
 
     def kl(self, x: Tensor) -> Tensor:

@@ -82,6 +82,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.nets import MLP, Activation, make_activation
 
 __all__ = [
@@ -110,13 +111,6 @@ _LOG_2PI = math.log(2 * math.pi)
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:

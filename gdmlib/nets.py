@@ -45,6 +45,8 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import nn
 
+from gdmlib._checks import check_positive_int as _check_positive_int
+
 __all__ = ["Activation", "BatchedMLP", "ConvDecoder8", "ConvEncoder8", "MLP", "make_activation"]
 
 Activation = Union[str, type, Callable[[], nn.Module], nn.Module]
@@ -86,13 +88,6 @@ def make_activation(activation: Activation) -> nn.Module:
         f"got {type(activation).__name__}"
     )
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
 
 
 def _normed(layer: nn.Module, spectral_norm: bool) -> nn.Module:

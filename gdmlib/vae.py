@@ -68,6 +68,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib._checks import check_batch as _check_batch
+from gdmlib._checks import check_input_shape as _check_shape
+from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.divergences import Estimate
 from gdmlib.flows import Flow, Transform, iaf, maf
 from gdmlib.gan import NonFiniteLossError
@@ -93,6 +96,7 @@ __all__ = [
     "elbo_surgery",
     "fit",
     "gaussian_log_prob_pairwise",
+    "make_decoder",
     "make_vae",
 ]
 
@@ -104,30 +108,6 @@ Likelihood = Literal["bernoulli", "categorical", "gaussian"]
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def _check_shape(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list, torch.Size)) or not shape:
-        raise TypeError(f"input_shape must be a non-empty tuple of ints such as (1, 8, 8), got {shape!r}")
-    return tuple(_check_positive_int("every entry of input_shape", size) for size in shape)
-
-
-def _check_batch(name: str, x: object, shape: tuple[int, ...]) -> Tensor:
-    """A tensor of shape ``(B, *shape)`` with ``B >= 1``."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
-    return x
 
 
 def _check_latents(z: object, latent_dim: int) -> Tensor:
@@ -856,6 +836,35 @@ class VAE(nn.Module):
         return self.decoder.mean(z[0])
 
 
+def make_decoder(
+    likelihood: Likelihood,
+    latent_dim: int,
+    output_shape: Sequence[int],
+    *,
+    levels: int = 17,
+    hidden: Sequence[int] = (256,),
+    activation: Activation = "relu",
+    net: nn.Module | None = None,
+) -> Decoder:
+    """The decoder for a likelihood name: ``"bernoulli"``, ``"categorical"`` (``levels``) or ``"gaussian"``.
+
+    Other arguments go to the decoder's constructor (``net`` replaces its MLP).
+
+    Raises:
+        ValueError: On an unknown likelihood.
+
+    Example:
+        >>> type(make_decoder("categorical", 2, (1, 8, 8), hidden=(8,))).__name__
+        'CategoricalDecoder'
+    """
+    if likelihood == "categorical":
+        return CategoricalDecoder(latent_dim, output_shape, levels, hidden=hidden, activation=activation, net=net)
+    decoders = {"bernoulli": BernoulliDecoder, "gaussian": GaussianDecoder}
+    if likelihood not in decoders:
+        raise ValueError(f"likelihood must be 'bernoulli', 'categorical' or 'gaussian', got {likelihood!r}")
+    return decoders[likelihood](latent_dim, output_shape, hidden=hidden, activation=activation, net=net)
+
+
 def make_vae(
     input_shape: Sequence[int],
     latent_dim: int,
@@ -900,13 +909,7 @@ def make_vae(
         )
     else:
         raise ValueError(f"posterior must be 'gaussian' or 'iaf', got {posterior!r}")
-    decoders = {"bernoulli": BernoulliDecoder, "gaussian": GaussianDecoder}
-    if likelihood == "categorical":
-        decoder: Decoder = CategoricalDecoder(latent_dim, input_shape, levels, hidden=hidden, activation=activation)
-    elif likelihood in decoders:
-        decoder = decoders[likelihood](latent_dim, input_shape, hidden=hidden, activation=activation)
-    else:
-        raise ValueError(f"likelihood must be 'bernoulli', 'categorical' or 'gaussian', got {likelihood!r}")
+    decoder = make_decoder(likelihood, latent_dim, input_shape, levels=levels, hidden=hidden, activation=activation)
     if isinstance(prior, Prior):
         chosen = prior
     elif prior == "standard":

@@ -218,9 +218,9 @@ def test_perplexity_counts_the_codes_in_use() -> None:
 
 
 def test_quantiser_bad_inputs_raise_clear_errors() -> None:
-    with pytest.raises(ValueError, match="num_codes must be at least 1"):
+    with pytest.raises(ValueError, match="num_codes must be a positive int"):
         VectorQuantizer(0, 4)
-    with pytest.raises(ValueError, match="dim must be at least 1"):
+    with pytest.raises(ValueError, match="dim must be a positive int"):
         VectorQuantizer(4, 0)
     with pytest.raises(TypeError, match="num_codes must be an int"):
         VectorQuantizer(4.0, 2)  # type: ignore[arg-type]

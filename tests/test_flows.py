@@ -284,7 +284,7 @@ def test_bad_arguments_raise_clear_errors() -> None:
         Compose(Reverse(2), Reverse(3))
     with pytest.raises(TypeError, match="must be a gdmlib.flows.Transform"):
         Flow(nn.Linear(2, 2))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="num_layers must be at least 1"):
+    with pytest.raises(ValueError, match="num_layers must be a positive int"):
         maf(2, 0)
 
 

@@ -521,7 +521,7 @@ def test_training_arguments_are_checked() -> None:
 
     with pytest.raises(ValueError, match="steps must be a non-negative int"):
         run(steps=-1)
-    with pytest.raises(ValueError, match="critic_steps must be positive"):
+    with pytest.raises(ValueError, match="critic_steps must be a positive int"):
         run(critic_steps=0)
     with pytest.raises(ValueError, match="clip must be a positive number"):
         run(clip=0.0)
@@ -595,7 +595,7 @@ def test_saturation_curve_checks_its_inputs() -> None:
     real, noise = (lambda: torch.randn(4, 1)), (lambda: torch.randn(4, 1))
     with pytest.raises(ValueError, match="steps must be a non-negative int"):
         gan.saturation_curve(generator, critic, real, noise, torch.randn(4, 1), **{**arguments, "steps": -1})
-    with pytest.raises(ValueError, match="record_every must be positive"):
+    with pytest.raises(ValueError, match="record_every must be a positive int"):
         gan.saturation_curve(generator, critic, real, noise, torch.randn(4, 1), record_every=0, **arguments)
     with pytest.raises(TypeError, match="d_opt must be"):
         gan.saturation_curve(generator, critic, real, noise, torch.randn(4, 1), steps=1, d_opt=None)  # type: ignore[arg-type]
@@ -617,7 +617,7 @@ def test_pack_samples_concatenates_consecutive_samples(device: torch.device) -> 
         gan.pack_samples(samples, 4)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., N, d\)"):
         gan.pack_samples(torch.zeros(6), 2)
-    with pytest.raises(ValueError, match="pack must be positive"):
+    with pytest.raises(ValueError, match="pack must be a positive int"):
         gan.pack_samples(samples, 0)
 
 
@@ -709,7 +709,7 @@ def test_batched_mlp_checks_its_inputs() -> None:
         batched(torch.zeros(5, 3))
     with pytest.raises(IndexError, match="member index"):
         batched.member(2)
-    with pytest.raises(ValueError, match="members must be positive"):
+    with pytest.raises(ValueError, match="members must be a positive int"):
         nets.BatchedMLP(0, 3, 1)
     with pytest.raises(TypeError, match="hidden must be a sequence"):
         nets.BatchedMLP(2, 3, 1, hidden=4)  # type: ignore[arg-type]
@@ -820,7 +820,7 @@ def test_bernoulli_minibatch_minimizer_edge_cases_and_errors() -> None:
         gan.bernoulli_minibatch_loss(theta, 1.5, 3)
     with pytest.raises(TypeError, match="p_star must be a number"):
         gan.bernoulli_minibatch_loss(theta, "0.5", 3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="batch_size must be positive"):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
         gan.bernoulli_minibatch_loss(theta, 0.5, 0)
     with pytest.raises(ValueError, match="theta must lie in"):
         gan.bernoulli_minibatch_loss(torch.tensor([1.2]), 0.5, 3)

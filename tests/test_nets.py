@@ -53,13 +53,13 @@ def test_activation_classes_factories_and_instances() -> None:
 
 
 def test_bad_arguments_raise_clear_errors() -> None:
-    with pytest.raises(ValueError, match="in_features must be positive"):
+    with pytest.raises(ValueError, match="in_features must be a positive int"):
         MLP(0, 1)
     with pytest.raises(TypeError, match="out_features must be an int"):
         MLP(2, 1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="hidden must be a sequence"):
         MLP(2, 1, hidden=64)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="every hidden width must be positive"):
+    with pytest.raises(ValueError, match="every hidden width must be a positive int"):
         MLP(2, 1, hidden=(8, 0))
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         MLP(2, 1, activation="swish")
@@ -69,7 +69,7 @@ def test_bad_arguments_raise_clear_errors() -> None:
         MLP(2, 1, activation=lambda: torch.relu)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\)"):
         MLP(3, 1)(torch.randn(4, 2))
-    with pytest.raises(ValueError, match="channels must be positive"):
+    with pytest.raises(ValueError, match="channels must be a positive int"):
         ConvEncoder8(4, channels=0)
     with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
         ConvEncoder8(4)(torch.randn(2, 3, 8, 8))
