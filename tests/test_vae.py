@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from gdmlib import vae
+from gdmlib.flows import Flow, Transform
 from gdmlib.gan import NonFiniteLossError
 
 SHAPE = (1, 4, 4)
@@ -523,3 +524,66 @@ def test_log_marginal_on_grid_rejects_bad_arguments() -> None:
         vae.log_marginal_on_grid(_model(), _binary(2), points=1)
     with pytest.raises(ValueError, match="limit"):
         vae.log_marginal_on_grid(_model(), _binary(2), limit=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# A flow is the zero-noise limit of a VAE
+# ---------------------------------------------------------------------------------------------
+
+
+class _Affine(Transform):
+    """f(x) = A x + b, a flow whose noisy-VAE ELBO has a closed form."""
+
+    def __init__(self, matrix: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.features = matrix.shape[0]
+        self.register_buffer("matrix", matrix)
+        self.register_buffer("shift", shift)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ladj = torch.linalg.slogdet(self.matrix).logabsdet
+        return x @ self.matrix.T + self.shift, ladj.expand(x.shape[:-1])
+
+    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ladj = -torch.linalg.slogdet(self.matrix).logabsdet
+        return torch.linalg.solve(self.matrix, (z - self.shift).T).T, ladj.expand(z.shape[:-1])
+
+
+def test_flow_as_vae_elbo_of_an_affine_flow_is_the_log_likelihood_minus_sigma_squared_d_over_2(
+    device: torch.device,
+) -> None:
+    matrix = torch.tensor([[1.5, 0.4], [-0.3, 0.8]], dtype=torch.float64)
+    flow = Flow(_Affine(matrix, torch.tensor([0.2, -0.1], dtype=torch.float64))).to(device)
+    x = torch.randn(3, 2, dtype=torch.float64, device=device)
+    sigma = 0.5
+    terms = vae.flow_as_vae_elbo(flow, x, sigma, num_samples=20_000, generator=None)
+    expected = flow.log_prob(x) - sigma**2 * 2 / 2
+    # Per draw the ELBO deviates by -sigma f(x).eps - sigma^2 (|eps|^2 - D) / 2: bound 5 standard errors.
+    stderr = (sigma * flow.transform(x)[0].norm(dim=-1) + sigma**2) / math.sqrt(20_000)
+    assert bool(((terms.value - expected).abs() < 5 * stderr).all())
+    torch.testing.assert_close(terms.value, terms.reconstruction - terms.kl)
+
+
+def test_flow_as_vae_elbo_terms_diverge_while_the_elbo_converges() -> None:
+    from gdmlib.flows import realnvp
+
+    flow = Flow(realnvp(2, num_layers=2, hidden=(8,))).double()
+    x = torch.randn(5, 2, dtype=torch.float64)
+    coarse = vae.flow_as_vae_elbo(flow, x, 1e-3, generator=torch.Generator().manual_seed(0))
+    fine = vae.flow_as_vae_elbo(flow, x, 1e-4, generator=torch.Generator().manual_seed(0))
+    exact = flow.log_prob(x).detach()
+    assert float((fine.value - exact).abs().max()) < float((coarse.value - exact).abs().max()) / 3
+    assert float((fine.value - exact).abs().max()) < 1e-3
+    for term in ("reconstruction", "kl"):  # each grows by D log 10 per decade of sigma
+        growth = getattr(fine, term) - getattr(coarse, term)
+        torch.testing.assert_close(growth, torch.full_like(growth, 2 * math.log(10)), atol=2e-2, rtol=0)
+
+
+def test_flow_as_vae_elbo_rejects_bad_inputs() -> None:
+    flow = Flow(_Affine(torch.eye(2), torch.zeros(2)))
+    with pytest.raises(ValueError, match="sigma"):
+        vae.flow_as_vae_elbo(flow, torch.zeros(3, 2), 0.0)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2\)"):
+        vae.flow_as_vae_elbo(flow, torch.zeros(3, 3), 0.1)
+    with pytest.raises(TypeError, match="Flow"):
+        vae.flow_as_vae_elbo(nn.Linear(2, 2), torch.zeros(3, 2), 0.1)  # type: ignore[arg-type]
