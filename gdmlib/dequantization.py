@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib import _gaussian as gaussian
 from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.flows import iaf
 from gdmlib.nets import MLP, Activation
@@ -75,7 +76,6 @@ __all__ = [
     "variational_dequantization_bound",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
 _MAX_QUADRATURE_POINTS = 1_000_000
 LogDensity = Callable[[Tensor], Tensor]
 
@@ -396,19 +396,14 @@ class VariationalDequantizer(nn.Module):
     def _log_sigmoid_derivative(v: Tensor) -> Tensor:
         return (F.logsigmoid(v) + F.logsigmoid(-v)).sum(-1)
 
-    @staticmethod
-    def _gaussian_log_prob(v0: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        return -0.5 * (((v0 - loc) / scale).square() + 2 * torch.log(scale) + _LOG_2PI).sum(-1)
-
     def rsample_and_log_prob(
         self, x: Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """Reparametrised draws :math:`u`, shape ``(S, B, d)``, and :math:`\\log q(u \\mid x)`, shape ``(S, B)``."""
         num_samples = _check_positive_int("num_samples", num_samples)
         loc, scale, context = self._params(x)
-        eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-        v0 = loc + scale * eps
-        log_q = self._gaussian_log_prob(v0, loc, scale)
+        v0 = gaussian.rsample(loc, scale, num_samples, generator)
+        log_q = gaussian.log_prob(v0, loc, scale)
         v = v0
         if self.flow is not None:
             v, ladj = self.flow.inverse(v0, context)
@@ -427,7 +422,7 @@ class VariationalDequantizer(nn.Module):
         if self.flow is not None:
             v0, ladj = self.flow(v, context)
             log_q = log_q + ladj
-        return log_q + self._gaussian_log_prob(v0, loc, scale)
+        return log_q + gaussian.log_prob(v0, loc, scale)
 
 
 # ---------------------------------------------------------------------------------------------

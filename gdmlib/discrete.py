@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from gdmlib._checks import check_batch, check_input_shape
 from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.nets import MLP, Activation
-from gdmlib.vae import ELBO, Decoder, make_decoder
+from gdmlib.vae import ELBO, Decoder, importance_weighted_bound, make_decoder
 
 __all__ = [
     "CategoricalVAE",
@@ -810,17 +810,15 @@ class CategoricalVAE(nn.Module):
 
         one value per data point, shape ``(B,)``.
         """
-        num_samples = _check_positive_int("num_samples", num_samples)
-        chunk_size = _check_positive_int("chunk_size", chunk_size)
         logits = self.logits(x)
         log_q_table = torch.log_softmax(logits, -1)
         log_prior = -self.num_latents * math.log(self.num_classes)
-        log_weights = []
-        for start in range(0, num_samples, chunk_size):
-            z = self._hard_samples(logits, min(chunk_size, num_samples - start), generator)
-            log_q = (z * log_q_table).sum((-1, -2))
-            log_weights.append(self.decoder.log_prob(x, z.flatten(-2)) + log_prior - log_q)
-        return torch.logsumexp(torch.cat(log_weights, 0), 0) - math.log(num_samples)
+
+        def log_weights(draws: int) -> Tensor:
+            z = self._hard_samples(logits, draws, generator)
+            return self.decoder.log_prob(x, z.flatten(-2)) + log_prior - (z * log_q_table).sum((-1, -2))
+
+        return importance_weighted_bound(log_weights, num_samples, chunk_size=chunk_size)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:

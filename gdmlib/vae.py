@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdmlib import _gaussian as gaussian
 from gdmlib._checks import check_batch as _check_batch
 from gdmlib._checks import check_input_shape as _check_shape
 from gdmlib._checks import check_positive_int as _check_positive_int
@@ -97,6 +98,7 @@ __all__ = [
     "fit",
     "flow_as_vae_elbo",
     "gaussian_log_prob_pairwise",
+    "importance_weighted_bound",
     "log_marginal_on_grid",
     "make_decoder",
     "make_vae",
@@ -150,11 +152,6 @@ def _module_device(module: nn.Module) -> torch.device:
     for tensor in list(module.parameters()) + list(module.buffers()):
         return tensor.device
     return torch.device("cpu")
-
-
-def _diag_gaussian_log_prob(z: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    """:math:`\\log \\mathcal N(z; \\mu, \\mathrm{diag}\\,\\sigma^2)` summed over the last dimension."""
-    return -0.5 * ((((z - loc) / scale) ** 2) + 2 * torch.log(scale) + _LOG_2PI).sum(-1)
 
 
 def gaussian_log_prob_pairwise(z: Tensor, loc: Tensor, scale: Tensor, *, chunk_size: int = 256) -> Tensor:
@@ -253,22 +250,20 @@ class GaussianPosterior(nn.Module):
         """``num_samples`` reparametrised draws per data point, ``(S, B, D)``, and :math:`\\log q`, ``(S, B)``."""
         num_samples = _check_num_samples(num_samples)
         loc, scale = self.params(x)
-        eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-        z = loc + scale * eps
-        return z, _diag_gaussian_log_prob(z, loc, scale)
+        z = gaussian.rsample(loc, scale, num_samples, generator)
+        return z, gaussian.log_prob(z, loc, scale)
 
     def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
         """:math:`\\log q(z \\mid x)` for ``z`` of shape ``(..., B, D)``; returns ``(..., B)``."""
         loc, scale = self.params(x)
         _check_latents(z, self.latent_dim)
-        return _diag_gaussian_log_prob(z, loc, scale)
+        return gaussian.log_prob(z, loc, scale)
 
     def kl_standard_normal(self, x: Tensor) -> Tensor:
         r"""Closed form :math:`\mathrm{KL}(q(z \mid x) \,\|\, \mathcal{N}(0, I)) =
         \tfrac12 \sum_d (\mu_d^2 + \sigma_d^2 - 1 - \log \sigma_d^2)`, summed over latent dimensions,
         one value per data point, shape ``(B,)``."""
-        loc, scale = self.params(x)
-        return 0.5 * (loc.square() + scale.square() - 1 - 2 * torch.log(scale)).sum(-1)
+        return gaussian.kl_standard_normal(*self.params(x))
 
 
 class IAFPosterior(nn.Module):
@@ -315,10 +310,9 @@ class IAFPosterior(nn.Module):
         """As :meth:`GaussianPosterior.rsample_and_log_prob`, through the flow."""
         num_samples = _check_num_samples(num_samples)
         loc, scale, context = self.gaussian(x)
-        eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-        z0 = loc + scale * eps
+        z0 = gaussian.rsample(loc, scale, num_samples, generator)
         z, ladj = self.transform.inverse(z0, context.expand(num_samples, *context.shape))
-        return z, _diag_gaussian_log_prob(z0, loc, scale) - ladj
+        return z, gaussian.log_prob(z0, loc, scale) - ladj
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +490,7 @@ class GaussianDecoder(Decoder):
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         target = self._flat_x(x, z)
         loc = self._raw(z)[..., 0, :]
-        return _diag_gaussian_log_prob(target.to(loc.dtype), loc, torch.exp(self.log_scale))
+        return gaussian.log_prob(target.to(loc.dtype), loc, torch.exp(self.log_scale))
 
     def mean(self, z: Tensor) -> Tensor:
         return self._raw(z)[..., 0, :].unflatten(-1, self.output_shape)
@@ -585,7 +579,7 @@ class MixturePrior(Prior):
     def log_prob(self, z: Tensor) -> Tensor:
         _check_latents(z, self.latent_dim)
         _same_device(z, self.loc, "z and the prior")
-        component = _diag_gaussian_log_prob(z.unsqueeze(-2), self.loc, torch.exp(self.log_scale))  # (..., K)
+        component = gaussian.log_prob(z.unsqueeze(-2), self.loc, torch.exp(self.log_scale))  # (..., K)
         return torch.logsumexp(component + torch.log_softmax(self.logits, -1), -1)
 
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -627,7 +621,7 @@ class VampPrior(Prior):
         _check_latents(z, self.latent_dim)
         loc, scale = self.encoder.params(self.pseudo_inputs)
         _same_device(z, loc, "z and the prior")
-        component = _diag_gaussian_log_prob(z.unsqueeze(-2), loc, scale)  # (..., K)
+        component = gaussian.log_prob(z.unsqueeze(-2), loc, scale)  # (..., K)
         return torch.logsumexp(component, -1) - math.log(loc.shape[0])
 
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -734,6 +728,32 @@ def _encode_in_chunks(encoder: GaussianPosterior, data: Tensor, chunk_size: int)
 # ---------------------------------------------------------------------------------------------
 
 
+def importance_weighted_bound(
+    log_weights: Callable[[int], Tensor], num_samples: int, *, chunk_size: int = 100
+) -> Tensor:
+    r"""The log-mean-exp of ``num_samples`` importance weights, drawn ``chunk_size`` at a time,
+
+    .. math::
+        \mathcal{L}_K(x) = \log \frac1K \sum_{k=1}^K w_k, \qquad
+        \log w_k = \log p(x \mid z_k) + \log p(z_k) - \log q(z_k \mid x),
+
+    the IWAE bound of Burda et al. (2016) for any proposal: ``log_weights(n)`` draws ``n`` fresh
+    :math:`z_k` per data point and returns their log-weights, shape ``(n, B)``.
+
+    Returns:
+        Shape ``(B,)``.
+
+    Example:
+        >>> weights = lambda n: torch.zeros(n, 3)  # every weight 1: the bound is log 1 = 0
+        >>> importance_weighted_bound(weights, 250, chunk_size=100).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    num_samples = _check_num_samples(num_samples)
+    chunk_size = _check_positive_int("chunk_size", chunk_size)
+    chunks = [log_weights(min(chunk_size, num_samples - start)) for start in range(0, num_samples, chunk_size)]
+    return torch.logsumexp(torch.cat(chunks, 0), 0) - math.log(num_samples)
+
+
 class ELBO(NamedTuple):
     r"""The terms of :math:`\mathcal{L}_\beta = \text{reconstruction} - \beta\,\text{kl}`.
 
@@ -820,9 +840,8 @@ class VAE(nn.Module):
             # One encoder pass serves both the draws and the closed form KL.
             num_samples = _check_num_samples(num_samples)
             loc, scale = self.posterior.params(x)
-            eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-            z = loc + scale * eps
-            kl = 0.5 * (loc.square() + scale.square() - 1 - 2 * torch.log(scale)).sum(-1)
+            z = gaussian.rsample(loc, scale, num_samples, generator)
+            kl = gaussian.kl_standard_normal(loc, scale)
         else:
             z, log_q = self.posterior.rsample_and_log_prob(x, num_samples, generator=generator)  # (S, B, D), (S, B)
             kl = (log_q - self.prior.log_prob(z)).mean(0)
@@ -858,14 +877,12 @@ class VAE(nn.Module):
             Shape ``(B,)``.
         """
         x = _check_batch("x", x, self.input_shape)
-        num_samples = _check_num_samples(num_samples)
-        chunk_size = _check_positive_int("chunk_size", chunk_size)
-        log_weights = []
-        for start in range(0, num_samples, chunk_size):
-            draws = min(chunk_size, num_samples - start)
+
+        def log_weights(draws: int) -> Tensor:
             z, log_q = self.posterior.rsample_and_log_prob(x, draws, generator=generator)
-            log_weights.append(self.decoder.log_prob(x, z) + self.prior.log_prob(z) - log_q)
-        return torch.logsumexp(torch.cat(log_weights, 0), 0) - math.log(num_samples)
+            return self.decoder.log_prob(x, z) + self.prior.log_prob(z) - log_q
+
+        return importance_weighted_bound(log_weights, num_samples, chunk_size=chunk_size)
 
     @torch.no_grad()
     def sample(self, num_samples: int, *, mean: bool = True, generator: torch.Generator | None = None) -> Tensor:
@@ -1281,14 +1298,10 @@ def elbo_surgery(
     loc, scale = _encode_in_chunks(model.posterior, data, chunk_size)
     _same_device(loc, data, "the model and the data")
 
-    def draw() -> Tensor:
-        eps = torch.randn((num_samples, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-        return loc + scale * eps  # (S, N, D)
-
-    z = draw()
+    z = gaussian.rsample(loc, scale, num_samples, generator)  # (S, N, D)
     # Densities in float64: in float32, rounding alone can push a term of I_q above log N.
     z64, loc64, scale64 = z.double(), loc.double(), scale.double()
-    log_q_own = _diag_gaussian_log_prob(z64, loc64, scale64)  # (S, N)
+    log_q_own = gaussian.log_prob(z64, loc64, scale64)  # (S, N)
     pairs = gaussian_log_prob_pairwise(z64.reshape(-1, model.latent_dim), loc64, scale64, chunk_size=chunk_size)
     log_q_agg = (torch.logsumexp(pairs, -1) - math.log(count)).reshape(num_samples, count)
     log_p = model.prior.log_prob(z).double()
@@ -1301,11 +1314,11 @@ def elbo_surgery(
     marginal_kl = (log_q_agg - log_p).mean(0)
     reconstruction = reconstruction.mean(0)
     if type(model.prior) is StandardNormalPrior:
-        avg_kl_points = 0.5 * (loc64.square() + scale64.square() - 1 - 2 * torch.log(scale64)).sum(-1)
+        avg_kl_points = gaussian.kl_standard_normal(loc64, scale64)
         avg_kl = Estimate(float(avg_kl_points.double().mean()), 0.0)
     else:
-        z_independent = draw()
-        log_q_independent = _diag_gaussian_log_prob(z_independent.double(), loc64, scale64)
+        z_independent = gaussian.rsample(loc, scale, num_samples, generator)
+        log_q_independent = gaussian.log_prob(z_independent.double(), loc64, scale64)
         avg_kl_points = (log_q_independent - model.prior.log_prob(z_independent).double()).mean(0)
         avg_kl = _mean_se(avg_kl_points)
     split = _mean_se(mutual_info + marginal_kl)

@@ -331,15 +331,21 @@ def test_iwae_with_one_sample_is_the_monte_carlo_elbo() -> None:
     torch.testing.assert_close(iwae, elbo.detach(), atol=1e-5, rtol=1e-5)
 
 
-def test_iwae_approaches_the_exact_log_likelihood_of_a_linear_gaussian_model() -> None:
-    # p(z) = N(0, I_2), p(x | z) = N(W z + b, s^2 I_4): log p(x) = log N(x; b, W W^T + s^2 I).
-    torch.manual_seed(1)
-    shape, net = (4,), nn.Linear(2, 4)
-    decoder = vae.GaussianDecoder(2, shape, scale=0.5, learn_scale=False, net=net)
-    model = vae.VAE(vae.GaussianPosterior(shape, 2, hidden=(8,)), decoder)
-    x = torch.randn(5, 4)
-    covariance = net.weight @ net.weight.T + 0.25 * torch.eye(4)
+def _linear_gaussian_model(features: int, scale: float, batch: int) -> tuple[vae.VAE, torch.Tensor, torch.Tensor]:
+    """A VAE whose log-likelihood is known: p(z) = N(0, I_2), p(x | z) = N(W z + b, s^2 I), so
+    log p(x) = log N(x; b, W W^T + s^2 I). Returns the model, data and the exact log p(x)."""
+    net = nn.Linear(2, features)
+    decoder = vae.GaussianDecoder(2, (features,), scale=scale, learn_scale=False, net=net)
+    model = vae.VAE(vae.GaussianPosterior((features,), 2, hidden=(8,)), decoder)
+    x = torch.randn(batch, features)
+    covariance = net.weight @ net.weight.T + scale**2 * torch.eye(features)
     exact = torch.distributions.MultivariateNormal(net.bias, covariance).log_prob(x).detach()
+    return model, x, exact
+
+
+def test_iwae_approaches_the_exact_log_likelihood_of_a_linear_gaussian_model() -> None:
+    torch.manual_seed(1)
+    model, x, exact = _linear_gaussian_model(features=4, scale=0.5, batch=5)
     elbo = model.elbo(x, num_samples=20_000, reduction="none").value.detach()  # its expectation, nearly
     iwae = model.iwae_bound(x, 20_000, chunk_size=5000, generator=torch.Generator().manual_seed(0))
     assert bool((elbo <= exact + 1e-4).all())
@@ -500,12 +506,7 @@ def test_log_prob_pairs_rejects_batched_latents() -> None:
 
 def test_log_marginal_on_grid_is_exact_for_a_linear_gaussian_model() -> None:
     torch.manual_seed(2)
-    shape, net = (3,), nn.Linear(2, 3)
-    decoder = vae.GaussianDecoder(2, shape, scale=0.7, learn_scale=False, net=net)
-    model = vae.VAE(vae.GaussianPosterior(shape, 2, hidden=(8,)), decoder)
-    x = torch.randn(6, 3)
-    covariance = net.weight @ net.weight.T + 0.49 * torch.eye(3)
-    exact = torch.distributions.MultivariateNormal(net.bias, covariance).log_prob(x).detach()
+    model, x, exact = _linear_gaussian_model(features=3, scale=0.7, batch=6)
     torch.testing.assert_close(vae.log_marginal_on_grid(model, x, limit=7.0, points=201), exact, atol=1e-4, rtol=0)
 
 
