@@ -796,7 +796,9 @@ def generator_gradient_norm(
     critic: Callable[[torch.Tensor], torch.Tensor],
     noise: torch.Tensor,
     kind: GeneratorLossKind = "non_saturating",
-) -> float:
+    *,
+    per_member: bool = False,
+) -> float | list[float]:
     r"""The Euclidean norm of the gradient of the generator's loss with respect to its parameters.
 
     .. math::
@@ -811,18 +813,28 @@ def generator_gradient_norm(
 
     The ``.grad`` fields of both networks are left untouched (``torch.autograd.grad`` is used).
 
+    With ``per_member=True`` the generator and the critic hold :math:`M` independent members, as a
+    :class:`gdmlib.nets.BatchedMLP` does: ``noise`` has shape ``(M, n, ...)``, row :math:`k` goes
+    through member :math:`k`, and every trainable parameter of the generator has :math:`M` as its
+    leading dimension. The loss is then :math:`\sum_k \mathcal{L}_G^{(k)}`, the sum of each member's
+    own loss on its own logits, whose gradient with respect to member :math:`k`'s slice of the
+    parameters is member :math:`k`'s gradient alone; the result is the list of the :math:`M` norms.
+
     Args:
         generator: Maps ``noise`` to samples.
         critic: Maps samples to the discriminator's logits.
         noise: A noise batch for ``generator``.
         kind: ``"non_saturating"`` or ``"minimax"`` (see :func:`generator_loss`).
+        per_member: Return one norm per member of batched networks (see above).
 
     Returns:
-        The norm, a Python float.
+        The norm, a Python float; with ``per_member=True``, a list of :math:`M` floats.
 
     Raises:
         TypeError: If ``generator`` is not an ``nn.Module`` or ``noise`` not a tensor.
-        ValueError: If the generator has no trainable parameter, or ``kind`` is unknown.
+        ValueError: If the generator has no trainable parameter, or ``kind`` is unknown; with
+            ``per_member=True``, if ``noise`` has fewer than 2 dimensions, or a trainable parameter
+            or the critic's output does not have ``noise``'s leading size :math:`M`.
 
     References:
         Arjovsky, Bottou. Towards principled methods for training generative adversarial
@@ -839,22 +851,60 @@ def generator_gradient_norm(
         0.0
         >>> round(generator_gradient_norm(generator, confident, z), 6)
         1.0
+
+        Three independent members at once: one norm each.
+
+        >>> from gdmlib.nets import BatchedMLP
+        >>> _ = torch.manual_seed(0)
+        >>> batched_generator, batched_critic = BatchedMLP(3, 2, 2, hidden=(8,)), BatchedMLP(3, 2, 1, hidden=(8,))
+        >>> norms = generator_gradient_norm(batched_generator, batched_critic, torch.randn(3, 16, 2), per_member=True)
+        >>> len(norms), all(norm > 0 for norm in norms)
+        (3, True)
     """
     _check_module("generator", generator)
     if not isinstance(noise, torch.Tensor):
         raise TypeError(f"noise must be a torch.Tensor, got {type(noise).__name__}")
+    if not isinstance(per_member, bool):
+        raise TypeError(f"per_member must be a bool, got {type(per_member).__name__}")
     parameters = [parameter for parameter in generator.parameters() if parameter.requires_grad]
     if not parameters:
         raise ValueError("the generator has no parameter that requires a gradient")
-    loss = generator_loss(critic(generator(noise)), kind)
+    if not per_member:
+        loss = generator_loss(critic(generator(noise)), kind)
+        gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+        squares = [gradient.detach().double().square().sum() for gradient in gradients if gradient is not None]
+        return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+
+    if noise.dim() < 2:
+        raise ValueError(f"with per_member=True, noise must have shape (members, n, ...), got {tuple(noise.shape)}")
+    members = noise.shape[0]
+    for parameter in parameters:
+        if parameter.dim() == 0 or parameter.shape[0] != members:
+            raise ValueError(
+                f"with per_member=True, every trainable generator parameter must have the {members} members "
+                f"as its leading dimension, got one of shape {tuple(parameter.shape)}"
+            )
+    logits = critic(generator(noise))
+    if not isinstance(logits, torch.Tensor) or logits.dim() < 2 or logits.shape[0] != members:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"with per_member=True, the critic must return logits of shape ({members}, n, ...), got {shape}")
+    # The sum of the members' own losses: member k's slice of the gradient is member k's gradient.
+    loss = sum(generator_loss(logits[k], kind) for k in range(members))
     gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
-    squares = [gradient.detach().double().square().sum() for gradient in gradients if gradient is not None]
-    return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    squares = torch.zeros(members, dtype=torch.float64, device=noise.device)
+    for gradient in gradients:
+        if gradient is not None:
+            squares = squares + gradient.detach().double().reshape(members, -1).square().sum(dim=1).to(squares.device)
+    return squares.sqrt().tolist()
 
 
 @dataclass
 class SaturationCurve:
     r"""What :func:`saturation_curve` records, one entry per recorded discriminator step.
+
+    With ``per_member=True`` every entry of ``minimax``, ``non_saturating`` and
+    ``fake_probability`` is a list with one value per member (so ``np.array(curve.minimax)`` has
+    shape ``(records, members)``).
 
     Attributes:
         step: The number of discriminator updates made so far (0: the untrained discriminator).
@@ -865,9 +915,9 @@ class SaturationCurve:
     """
 
     step: list[int] = field(default_factory=list)
-    minimax: list[float] = field(default_factory=list)
-    non_saturating: list[float] = field(default_factory=list)
-    fake_probability: list[float] = field(default_factory=list)
+    minimax: list[float] | list[list[float]] = field(default_factory=list)
+    non_saturating: list[float] | list[list[float]] = field(default_factory=list)
+    fake_probability: list[float] | list[list[float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.step)
@@ -884,6 +934,7 @@ def saturation_curve(
     d_opt: torch.optim.Optimizer,
     record_every: int = 10,
     progress: bool = False,
+    per_member: bool = False,
 ) -> SaturationCurve:
     r"""Train the discriminator alone against a frozen generator; record the generator's gradients.
 
@@ -895,6 +946,12 @@ def saturation_curve(
     minimax gradient :math:`-\mathbb{E}\,\sigma(\ell)\nabla_\theta\ell` vanishes, while the
     non-saturating one :math:`-\mathbb{E}\,\sigma(-\ell)\nabla_\theta\ell` does not.
 
+    With ``per_member=True`` the generator and the discriminator are batched networks of :math:`M`
+    independent members (:class:`gdmlib.nets.BatchedMLP`; batches of shape ``(M, n, ...)``): the
+    discriminator's loss averages over the members, which Adam makes equivalent to training each
+    member alone, and every record holds one value per member (see
+    :func:`generator_gradient_norm`): :math:`M` runs of the experiment for about the price of one.
+
     Args:
         generator: The generator, never updated (its parameters' ``.grad`` are left untouched).
         critic: The discriminator (logits), trained in place.
@@ -905,6 +962,7 @@ def saturation_curve(
         d_opt: Optimiser over the discriminator's parameters.
         record_every: Record every this many updates.
         progress: Show a progress bar.
+        per_member: Record each member of batched networks separately (see above).
 
     Returns:
         The :class:`SaturationCurve`.
@@ -942,15 +1000,21 @@ def saturation_curve(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     record_every = _check_positive_int("record_every", record_every)
+    if not isinstance(per_member, bool):
+        raise TypeError(f"per_member must be a bool, got {type(per_member).__name__}")
 
     curve = SaturationCurve()
 
     def record(step: int) -> None:
         curve.step.append(step)
-        curve.minimax.append(generator_gradient_norm(generator, critic, eval_noise, "minimax"))
-        curve.non_saturating.append(generator_gradient_norm(generator, critic, eval_noise, "non_saturating"))
+        for kind, values in (("minimax", curve.minimax), ("non_saturating", curve.non_saturating)):
+            values.append(generator_gradient_norm(generator, critic, eval_noise, kind, per_member=per_member))
         with torch.no_grad():
-            curve.fake_probability.append(float(torch.sigmoid(critic(generator(eval_noise))).mean()))
+            probabilities = torch.sigmoid(critic(generator(eval_noise)))
+        if per_member:
+            curve.fake_probability.append(probabilities.reshape(eval_noise.shape[0], -1).double().mean(dim=1).tolist())
+        else:
+            curve.fake_probability.append(float(probabilities.mean()))
 
     record(0)
     bar = runtime.progress(total=steps, disable=not progress, desc="discriminator")

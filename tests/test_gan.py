@@ -589,6 +589,63 @@ def test_saturation_curve_minimax_vanishes_non_saturating_grows(device: torch.de
     assert all(p.grad is None for p in generator.parameters())
 
 
+def test_generator_gradient_norm_per_member_equals_each_member_alone(device: torch.device) -> None:
+    torch.manual_seed(0)
+    generator = nets.BatchedMLP(3, 2, 2, hidden=(8,)).to(device=device, dtype=torch.float64)
+    critic = nets.BatchedMLP(3, 2, 1, hidden=(8,), activation="leaky_relu").to(device=device, dtype=torch.float64)
+    noise = torch.randn(3, 16, 2, device=device, dtype=torch.float64)
+    for kind in ("non_saturating", "minimax"):
+        norms = gan.generator_gradient_norm(generator, critic, noise, kind, per_member=True)  # type: ignore[arg-type]
+        assert isinstance(norms, list) and len(norms) == 3
+        for k in range(3):
+            alone = gan.generator_gradient_norm(generator.member(k), critic.member(k), noise[k], kind)  # type: ignore[arg-type]
+            assert norms[k] == pytest.approx(alone, rel=1e-10)
+    assert all(p.grad is None for p in generator.parameters())
+
+
+def test_generator_gradient_norm_per_member_checks_shapes() -> None:
+    generator, critic = nets.BatchedMLP(3, 2, 2, hidden=(4,)), nets.BatchedMLP(3, 2, 1, hidden=(4,))
+    with pytest.raises(ValueError, match="leading dimension"):
+        gan.generator_gradient_norm(nn.Linear(2, 2), lambda x: x[..., :1], torch.zeros(3, 4, 2), per_member=True)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        gan.generator_gradient_norm(generator, critic, torch.zeros(3), per_member=True)
+    with pytest.raises(ValueError, match="critic must return logits"):
+        gan.generator_gradient_norm(generator, lambda x: x.sum(), torch.zeros(3, 4, 2), per_member=True)
+    with pytest.raises(TypeError, match="per_member must be a bool"):
+        gan.generator_gradient_norm(generator, critic, torch.zeros(3, 4, 2), per_member=1)  # type: ignore[arg-type]
+
+
+def test_saturation_curve_per_member_records_each_member(device: torch.device) -> None:
+    torch.manual_seed(0)
+    generator = nets.BatchedMLP(4, 1, 1, hidden=(4,)).to(device)
+    critic = nets.BatchedMLP(4, 1, 1, hidden=(16,)).to(device)
+    eval_noise = torch.randn(4, 256, 1, device=device)
+    curve = gan.saturation_curve(
+        generator,
+        critic,
+        lambda: 4.0 + 0.1 * torch.randn(4, 64, 1, device=device),
+        lambda: torch.randn(4, 64, 1, device=device),
+        eval_noise,
+        steps=250,
+        record_every=125,
+        d_opt=torch.optim.Adam(critic.parameters(), lr=1e-2),
+        per_member=True,
+    )
+    assert curve.step == [0, 125, 250]
+    minimax, non_saturating = np.array(curve.minimax), np.array(curve.non_saturating)
+    probability = np.array(curve.fake_probability)
+    assert minimax.shape == non_saturating.shape == probability.shape == (3, 4)
+    assert (probability[-1] < 0.02).all() and (probability[0] > 0.1).all()
+    assert (minimax[-1] < minimax[0] / 5).all() and (non_saturating[-1] > 5 * non_saturating[0]).all()
+    # The last record of member k equals the single-member measurement of its copy.
+    for k in range(4):
+        alone = gan.generator_gradient_norm(generator.member(k), critic.member(k), eval_noise[k], "minimax")
+        assert minimax[-1, k] == pytest.approx(alone, rel=1e-4)
+        with torch.no_grad():
+            mean_d = torch.sigmoid(critic.member(k)(generator.member(k)(eval_noise[k]))).mean().item()
+        assert probability[-1, k] == pytest.approx(mean_d, rel=1e-4)
+
+
 def test_saturation_curve_checks_its_inputs() -> None:
     generator, critic = nn.Linear(1, 1), MLP(1, 1, hidden=(4,))
     arguments = dict(steps=1, d_opt=torch.optim.SGD(critic.parameters(), lr=0.1))
