@@ -63,15 +63,18 @@ from torch import Tensor, nn
 from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib import runtime
 from gdmlib.gan import clip_weights, critic_loss_wasserstein, gradient_penalty
-from gdmlib.nets import MLP
+from gdmlib.nets import MLP, BatchedMLP
 
 __all__ = [
+    "BatchedCritic",
+    "CriticEnsembleFit",
     "CriticFit",
     "LipschitzMethod",
     "critic_gap",
     "gradient_norms",
     "make_critic",
     "train_critic",
+    "train_critics",
 ]
 
 LipschitzMethod = Literal["clip", "gp", "sn"]
@@ -405,3 +408,298 @@ def train_critic(
     interpolates = weights * draw(x, size) + (1 - weights) * draw(y, size)
     lipschitz = float(gradient_norms(critic, torch.cat([x, y, interpolates])).max())
     return CriticFit(critic=critic, method=method, estimate=critic_gap(critic, x, y), lipschitz=lipschitz, history=history)
+
+
+class BatchedCritic(nn.Module):
+    r"""Several independent critics :math:`f_k: \mathbb{R}^d \to \mathbb{R}`, evaluated together.
+
+    A :class:`gdmlib.nets.BatchedMLP` with one output: an input ``(members, N, d)`` gives scores
+    ``(members, N, 1)``, row :math:`k` through member :math:`k` alone. With ``spectral_norm=True``
+    every weight matrix :math:`W_{k,l}` of every member is divided by an estimate of its largest
+    singular value, :math:`\sigma_{k,l} = u^\top W_{k,l} v`, with the singular vectors
+    :math:`u, v` kept in buffers and refined by one power iteration per forward pass in training
+    mode (none in evaluation mode), as :func:`torch.nn.utils.parametrizations.spectral_norm` does for
+    one network (Miyato et al. 2018). With ReLU activations each member is then
+    :math:`\prod_l \lVert W_{k,l} / \sigma_{k,l} \rVert_2`-Lipschitz, 1 once the power
+    iterations have converged.
+
+    Args:
+        members: The number of independent critics.
+        dim: The dimension :math:`d` of the points.
+        hidden: Widths of the hidden layers.
+        spectral_norm: Normalise every weight matrix by its largest singular value.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> critics = BatchedCritic(3, 2, hidden=(8,), spectral_norm=True)
+        >>> critics(torch.zeros(3, 5, 2)).shape
+        torch.Size([3, 5, 1])
+    """
+
+    def __init__(self, members: int, dim: int, hidden: Sequence[int] = (64, 64), spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.net = BatchedMLP(members, dim, 1, hidden=hidden, activation="relu")
+        self.members, self.dim, self.spectral_norm = self.net.members, self.net.in_features, bool(spectral_norm)
+        if self.spectral_norm:
+            for index, weight in enumerate(self.net.weights):
+                # weight is (members, in, out) and acts as x @ W: u lives in R^out, v in R^in.
+                u = nn.functional.normalize(torch.randn(members, weight.shape[2]), dim=1)
+                v = nn.functional.normalize(torch.randn(members, weight.shape[1]), dim=1)
+                self.register_buffer(f"_u{index}", u)
+                self.register_buffer(f"_v{index}", v)
+
+    @torch.no_grad()
+    def power_iteration(self, iterations: int = 1) -> None:
+        """Refine the singular-vector estimates of every weight by ``iterations`` power steps."""
+        if not self.spectral_norm:
+            return
+        for index, weight in enumerate(self.net.weights):
+            u, v = getattr(self, f"_u{index}"), getattr(self, f"_v{index}")
+            for _ in range(iterations):
+                v = nn.functional.normalize(torch.einsum("kio,ko->ki", weight, u), dim=1, eps=1e-12)
+                u = nn.functional.normalize(torch.einsum("kio,ki->ko", weight, v), dim=1, eps=1e-12)
+            getattr(self, f"_u{index}").copy_(u)
+            getattr(self, f"_v{index}").copy_(v)
+
+    def effective_weights(self) -> list[Tensor]:
+        """The weights the forward pass uses, ``(members, in, out)`` each (normalised for ``spectral_norm``)."""
+        weights = list(self.net.weights)
+        if not self.spectral_norm:
+            return weights
+        normalised = []
+        for index, weight in enumerate(weights):
+            # Clones: a later forward pass refines the buffers in place, under this pass's graph.
+            u, v = getattr(self, f"_u{index}").clone(), getattr(self, f"_v{index}").clone()
+            sigma = torch.einsum("ki,kio,ko->k", v, weight, u)
+            normalised.append(weight / sigma[:, None, None])
+        return normalised
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores ``(members, N, 1)`` of points ``(members, N, d)``, row :math:`k` by critic :math:`k`."""
+        if x.dim() != 3 or x.shape[0] != self.members or x.shape[2] != self.dim:
+            raise ValueError(f"BatchedCritic expects points of shape ({self.members}, N, {self.dim}), got {tuple(x.shape)}")
+        if self.spectral_norm and self.training:
+            self.power_iteration(1)
+        weights = self.effective_weights()
+        for index, (weight, bias) in enumerate(zip(weights, self.net.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if index < len(weights) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class _MemberCritic(nn.Module):
+    """One member of a :class:`BatchedCritic`, mapping ``(N, d)`` to ``(N, 1)``."""
+
+    def __init__(self, critic: BatchedCritic, index: int) -> None:
+        super().__init__()
+        self.critic, self.index = critic, index
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2:
+            raise ValueError(f"points must have shape (N, d), got {tuple(x.shape)}")
+        return self.critic(x.unsqueeze(0).expand(self.critic.members, *x.shape))[self.index]
+
+
+def _check_member_samples(x: object, y: object) -> tuple[Tensor, Tensor]:
+    """Validate ``(members, n, d)`` and ``(members, m, d)`` samples."""
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+        if value.dim() != 3:
+            raise ValueError(f"{name} must have shape (members, n, d), got {tuple(value.shape)}")
+        if value.shape[1] < 2:
+            raise ValueError(f"{name} needs at least 2 points per member, got {value.shape[1]}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
+    assert isinstance(x, Tensor) and isinstance(y, Tensor)
+    if x.dtype != y.dtype or x.device != y.device:
+        raise TypeError(f"x and y must have the same dtype and device, got {x.dtype}/{x.device} and {y.dtype}/{y.device}")
+    if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(f"x and y must have the same members and dimension, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
+
+
+@dataclass
+class CriticEnsembleFit:
+    r"""What :func:`train_critics` returns: one independent critic per member.
+
+    Attributes:
+        critic: The trained :class:`BatchedCritic` (in evaluation mode).
+        method: The Lipschitz method, ``"clip"``, ``"gp"`` or ``"sn"``.
+        estimates: ``(members,)``, each critic's gap on its own training samples.
+        lipschitz: ``(members,)``, each critic's largest gradient norm on its samples and as many
+            random interpolates between them: an empirical Lipschitz constant :math:`\hat K_k`.
+        history: ``(steps, members)``, the training gaps (without the penalty).
+        penalty: ``(members,)``, :math:`\frac1N \sum_i (\lVert \nabla f_k(\hat x_i) \rVert - 1)^2` on
+            the interpolates used for :attr:`lipschitz`, so that for ``"gp"``
+            ``estimates - penalty_weight * penalty`` is each critic's penalised objective (the
+            way to pick the best of several restarts on the same samples).
+    """
+
+    critic: BatchedCritic
+    method: str
+    estimates: Tensor
+    lipschitz: Tensor
+    history: Tensor
+    penalty: Tensor
+
+    def member(self, index: int) -> CriticFit:
+        """Critic ``index`` alone, as a :class:`CriticFit` whose critic maps ``(N, d)`` to ``(N, 1)``."""
+        members = self.critic.members
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -members <= index < members:
+            raise IndexError(f"member index must be an int in [0, {members}), got {index!r}")
+        index = int(index) % members
+        return CriticFit(
+            critic=_MemberCritic(self.critic, index).eval(),
+            method=self.method,
+            estimate=float(self.estimates[index]),
+            lipschitz=float(self.lipschitz[index]),
+            history=self.history[:, index].tolist(),
+        )
+
+    @property
+    def scale(self) -> Tensor:
+        r"""``(members,)``: :math:`\hat K_k` for ``"clip"`` (read in units of its Lipschitz constant), else 1."""
+        return self.lipschitz if self.method == "clip" else torch.ones_like(self.lipschitz)
+
+    @property
+    def normalized_estimates(self) -> Tensor:
+        r"""``(members,)``: :math:`\widehat W_k / \hat K_k`, the estimates in units of each critic's :math:`\hat K_k`."""
+        return self.estimates / self.lipschitz.clamp_min(1e-12)
+
+    def gaps(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Each critic's gap on samples ``x``, ``y`` and its standard error, divided by :attr:`scale`.
+
+        ``x`` is ``(members, n, d)`` (member :math:`k` scores row :math:`k`) or ``(n, d)`` (every
+        member scores the same points); likewise ``y``. The standard error
+        :math:`\sqrt{(s_x^2 / n + s_y^2 / m)}` treats the two samples as independent and the critic
+        as fixed: for fresh samples it is the error of the gap as an estimate of
+        :math:`\mathbb{E}_P f_k - \mathbb{E}_Q f_k`.
+
+        Returns:
+            ``(gap, standard_error)``, both ``(members,)``.
+        """
+        members = self.critic.members
+        x = x.unsqueeze(0).expand(members, *x.shape) if isinstance(x, Tensor) and x.dim() == 2 else x
+        y = y.unsqueeze(0).expand(members, *y.shape) if isinstance(y, Tensor) and y.dim() == 2 else y
+        x, y = _check_member_samples(x, y)
+        self.critic.eval()
+        with torch.no_grad():
+            f_x, f_y = self.critic(x)[..., 0], self.critic(y)[..., 0]
+        gap = f_x.mean(1) - f_y.mean(1)
+        se = (f_x.var(1) / f_x.shape[1] + f_y.var(1) / f_y.shape[1]).sqrt()
+        return gap / self.scale, se / self.scale
+
+
+def train_critics(
+    x: Tensor,
+    y: Tensor,
+    method: LipschitzMethod = "gp",
+    *,
+    hidden: Sequence[int] = (64, 64),
+    steps: int = 500,
+    lr: float = 3e-3,
+    penalty_weight: float = 10.0,
+    clip: float = 0.01,
+    seed: int = 0,
+) -> CriticEnsembleFit:
+    r"""Train ``members`` independent critics at once, critic :math:`k` on the samples ``x[k]``, ``y[k]``.
+
+    The batched counterpart of :func:`train_critic` (full batches): the same loss, Adam
+    (:math:`\beta = (0.5, 0.9)`) and Lipschitz constraint, applied to a :class:`BatchedCritic` whose
+    members share no parameter and no data. The loss is the *sum* of the members' losses, so each
+    member gets exactly the gradient it would get alone, and Adam treats every parameter separately:
+    the members are independent runs with independent initialisations (and, when the rows of
+    ``x``, ``y`` are independent draws, independent data), at about the cost of one on a CPU. Use it
+    to report a trained result as a mean over runs with its standard error.
+
+    Args:
+        x: Samples of :math:`P`, ``(members, n, d)``.
+        y: Samples of :math:`Q`, ``(members, m, d)``, the same dtype and device.
+        method: ``"clip"``, ``"gp"`` or ``"sn"``.
+        hidden: Hidden widths of every critic.
+        steps: Number of optimiser steps.
+        lr: Adam's learning rate.
+        penalty_weight: :math:`\lambda` of the gradient penalty (``"gp"`` only).
+        clip: The clipping bound :math:`c` (``"clip"`` only).
+        seed: Seeds the initialisation and the interpolation weights, without touching the global
+            random state.
+
+    Returns:
+        A :class:`CriticEnsembleFit`.
+
+    Raises:
+        TypeError: If a sample is not a floating-point tensor or ``seed`` not an int.
+        ValueError: On mismatched shapes, an unknown method or invalid hyperparameters.
+        FloatingPointError: If the loss becomes NaN or infinite.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = torch.randn(4, 256, 1, generator=g), torch.randn(4, 256, 1, generator=g) + 2.0
+        >>> fit = train_critics(x, y, "sn", hidden=(16,), steps=200, seed=0)
+        >>> fit.estimates.shape, bool((fit.lipschitz <= 1.01).all())
+        (torch.Size([4]), True)
+    """
+    x, y = _check_member_samples(x, y)
+    method = _check_method(method)
+    steps = _check_positive_int("steps", steps)
+    lr = _check_positive_float("lr", lr)
+    penalty_weight = _check_positive_float("penalty_weight", penalty_weight, allow_zero=True)
+    clip = _check_positive_float("clip", clip)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    members, n, m = x.shape[0], x.shape[1], y.shape[1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        critic = BatchedCritic(members, x.shape[2], hidden, spectral_norm=method == "sn")
+    critic.to(device=x.device, dtype=x.dtype)
+    critic.train()
+    generator = torch.Generator().manual_seed(int(seed))  # on the CPU: reproducible on any device
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=(0.5, 0.9))
+
+    def draw(points: Tensor, size: int) -> Tensor:
+        index = torch.randint(points.shape[1], (members, size), generator=generator).to(points.device)
+        return torch.gather(points, 1, index.unsqueeze(-1).expand(-1, -1, points.shape[2]))
+
+    gaps = []
+    with runtime.single_threaded(x.device):
+        for _ in range(steps):
+            gap = critic(x)[..., 0].mean(1) - critic(y)[..., 0].mean(1)
+            gaps.append(gap.detach())
+            loss = -gap.sum()
+            if method == "gp":
+                partners = y if m == n else draw(y, n)
+                weights = torch.rand(members, n, 1, generator=generator, dtype=x.dtype).to(x.device)
+                points = (weights * x + (1 - weights) * partners).requires_grad_(True)
+                (gradients,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+                loss = loss + penalty_weight * ((gradients.norm(dim=2) - 1) ** 2).mean(1).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if method == "clip":
+                with torch.no_grad():
+                    for parameter in critic.parameters():
+                        parameter.clamp_(-clip, clip)
+    critic.power_iteration(_SN_SETTLE_ITERATIONS)
+    history = torch.stack(gaps)
+    if not torch.isfinite(history).all():
+        raise FloatingPointError("the critics' loss became NaN or infinite; lower lr (or raise clip for 'clip')")
+
+    critic.eval()
+    size = max(n, m)
+    weights = torch.rand(members, size, 1, generator=generator, dtype=x.dtype).to(x.device)
+    interpolates = weights * draw(x, size) + (1 - weights) * draw(y, size)
+    points = torch.cat([x, y, interpolates], 1).detach().requires_grad_(True)
+    with torch.enable_grad():
+        (gradients,) = torch.autograd.grad(critic(points).sum(), points)
+    norms = gradients.norm(dim=2).detach()
+    lipschitz = norms.max(1).values
+    penalty = ((norms[:, n + m :] - 1) ** 2).mean(1)
+    with torch.no_grad():
+        estimates = critic(x)[..., 0].mean(1) - critic(y)[..., 0].mean(1)
+    return CriticEnsembleFit(
+        critic=critic, method=method, estimates=estimates, lipschitz=lipschitz, history=history, penalty=penalty
+    )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdmlib.critics import CriticFit, critic_gap, gradient_norms, make_critic, train_critic
+from gdmlib.critics import BatchedCritic, CriticFit, critic_gap, gradient_norms, make_critic, train_critic, train_critics
 from gdmlib.ot import wasserstein
 
 
@@ -137,3 +137,75 @@ def test_bad_samples_are_rejected() -> None:
         critic_gap(nn.Linear(2, 3), x, x)
     with pytest.raises(TypeError, match="floating-point"):
         gradient_norms(nn.Linear(2, 1), torch.ones(3, 2, dtype=torch.long))
+
+
+# --- train_critics: independent critics trained as batched members ---------------------------------
+
+
+def test_batched_critic_spectral_norm_normalises_every_member() -> None:
+    torch.manual_seed(0)
+    critics = BatchedCritic(3, 2, hidden=(8, 8), spectral_norm=True)
+    critics.power_iteration(200)
+    for weight in critics.effective_weights():
+        norms = torch.linalg.matrix_norm(weight.detach(), ord=2)
+        assert torch.allclose(norms, torch.ones(3), atol=1e-4), norms
+    plain = BatchedCritic(3, 2, hidden=(8,))
+    assert plain(torch.zeros(3, 4, 2)).shape == (3, 4, 1)
+    with pytest.raises(ValueError, match="expects points of shape"):
+        plain(torch.zeros(4, 2))
+
+
+def test_train_critics_members_are_independent_runs() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 64, 1, generator=generator), torch.randn(2, 64, 1, generator=generator) + 1.0
+    other = x.clone()
+    other[1] = 3.0 * torch.randn(64, 1, generator=generator)
+    for method in ("clip", "gp", "sn"):
+        first = train_critics(x, y, method, hidden=(8,), steps=30, seed=0)
+        second = train_critics(other, y, method, hidden=(8,), steps=30, seed=0)
+        # Member 0 saw the same data in both runs: changing member 1's data leaves it unchanged.
+        assert torch.allclose(first.estimates[0], second.estimates[0], atol=1e-5), method
+        assert first.history.shape == (30, 2) and first.estimates.shape == first.lipschitz.shape == (2,)
+
+
+def test_train_critics_spectral_norm_is_a_lower_bound_and_gp_overshoots(device: torch.device) -> None:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 200, 1, generator=generator).to(device)
+    y = (torch.randn(4, 200, 1, generator=generator) + 2.0).to(device)
+    exact = torch.stack([wasserstein(x[k], y[k], p=1) for k in range(4)])
+    sn = train_critics(x, y, "sn", hidden=(16, 16), steps=200, seed=0)
+    assert (sn.lipschitz <= 1.01).all() and (sn.estimates <= 1.01 * exact).all()
+    assert torch.allclose(sn.estimates, exact, rtol=0.06)  # a straight line: the bound is nearly tight
+    weight = 10.0
+    gp = train_critics(x, y, "gp", hidden=(16, 16), steps=200, penalty_weight=weight, seed=0)
+    best = int((gp.estimates - weight * gp.penalty).argmax())
+    mean_gap = float(y[best].mean() - x[best].mean())
+    assert gp.estimates[best].item() == pytest.approx(mean_gap * (1 + mean_gap / (2 * weight)), rel=0.05)
+    # gaps(): in-sample equals the stored estimates; a shared (N, d) sample is broadcast to every member.
+    gap, se = sn.gaps(x, y)
+    assert torch.allclose(gap, sn.estimates, atol=1e-5) and (se > 0).all()
+    fresh_gap, _ = sn.gaps(torch.randn(500, 1, device=device), torch.randn(500, 1, device=device) + 2.0)
+    assert fresh_gap.shape == (4,)
+    # member(): one critic alone, as a CriticFit scoring (N, d) points like the batched critic.
+    single = sn.member(2)
+    assert isinstance(single, CriticFit) and single.estimate == pytest.approx(sn.estimates[2].item())
+    with torch.no_grad():
+        assert torch.allclose(single.critic(x[2]), sn.critic(x)[2], atol=1e-6)
+    with pytest.raises(IndexError):
+        sn.member(4)
+
+
+def test_train_critics_rejects_bad_input() -> None:
+    x = torch.randn(2, 10, 1)
+    with pytest.raises(ValueError, match=r"\(members, n, d\)"):
+        train_critics(torch.randn(10, 1), torch.randn(10, 1))
+    with pytest.raises(ValueError, match="same members"):
+        train_critics(x, torch.randn(3, 10, 1))
+    with pytest.raises(TypeError, match="floating"):
+        train_critics(x, torch.ones(2, 10, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="method must be one of"):
+        train_critics(x, x, "wgan")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="seed"):
+        train_critics(x, x, "sn", seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite"):
+        train_critics(x, torch.full((2, 10, 1), float("nan")))
