@@ -29,7 +29,10 @@ The pieces share small interfaces so that they can be swapped:
 
   .. math::
       \frac1N \sum_{n=1}^N \mathrm{KL}\bigl(q(z \mid x_n) \,\|\, p(z)\bigr)
-      = \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}\bigl(q(z) \,\|\, p(z)\bigr).
+      = \underbrace{I_q(n; z)}_{\le \log N} + \mathrm{KL}\bigl(q(z) \,\|\, p(z)\bigr),
+
+  and :func:`elbo_surgery_on_grid` computes the two terms independently, by quadrature, for a 1- or
+  2-dimensional latent.
 
 Example:
     >>> import torch
@@ -54,6 +57,8 @@ References:
     bound. NeurIPS Workshop on Advances in Approximate Bayesian Inference, 2016.
 
     Tomczak, Welling. VAE with a VampPrior. AISTATS 2018.
+
+    Trefethen, Weideman. The exponentially convergent trapezoidal rule. SIAM Review 56(3), 2014.
 
     Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling. Improved variational inference with
     inverse autoregressive flow. NeurIPS 2016.
@@ -95,6 +100,7 @@ __all__ = [
     "VAE",
     "VampPrior",
     "elbo_surgery",
+    "elbo_surgery_on_grid",
     "fit",
     "flow_as_vae_elbo",
     "gaussian_log_prob_pairwise",
@@ -1261,7 +1267,9 @@ def elbo_surgery(
     form (averaged over the data, so its standard error is 0) when the prior is standard normal,
     and otherwise a Monte Carlo estimate from *independent* draws. ``identity_gap`` is
     ``avg_kl - mutual_info - marginal_kl`` with its standard error: it should be within a few
-    standard errors of 0.
+    standard errors of 0. It does not test :math:`\log q(z)`, which cancels per draw in
+    ``mutual_info + marginal_kl``; for a 1- or 2-dimensional latent, :func:`elbo_surgery_on_grid`
+    gives the two terms independently.
 
     Args:
         model: A :class:`VAE` with a :class:`GaussianPosterior`.
@@ -1330,4 +1338,113 @@ def elbo_surgery(
         "reconstruction": _mean_se(reconstruction),
         "elbo": _mean_se(reconstruction.double() - avg_kl_points),
         "identity_gap": gap,
+    }
+
+
+@torch.no_grad()
+def elbo_surgery_on_grid(
+    aggregate: AggregatePosterior,
+    prior: Prior,
+    *,
+    limit: float | None = None,
+    points: int | None = None,
+    max_points: int = 2001,
+) -> dict[str, float]:
+    r"""The terms of ELBO surgery by quadrature, for a 1- or 2-dimensional latent: a reference for :func:`elbo_surgery`.
+
+    The aggregated posterior :math:`q(z) = \frac1N \sum_n \mathcal{N}(z; \mu_n, \mathrm{diag}\,\sigma_n^2)`
+    is evaluated on the nodes :math:`z_g` of a regular grid on :math:`[-L, L]^D` with cell volume
+    :math:`\Delta` (for :math:`D = 2` as a product of 1-D Gaussian densities, one matrix product),
+    and
+
+    .. math::
+        \mathrm{KL}\bigl(q(z) \,\|\, p\bigr) \approx \Delta \sum_g q(z_g) \log \frac{q(z_g)}{p(z_g)}, \qquad
+        H\bigl(q(z)\bigr) \approx -\Delta \sum_g q(z_g) \log q(z_g), \qquad
+        I_q(n; z) = H\bigl(q(z)\bigr) - \frac1N \sum_n H\bigl(q(z \mid x_n)\bigr),
+
+    the last with the closed-form Gaussian entropies
+    :math:`H(q(z \mid x_n)) = \frac D2 \log(2\pi e) + \sum_d \log \sigma_{n,d}` (the mutual
+    information is :math:`\mathbb{E} \log q(z \mid x_n) - \mathbb{E} \log q(z)`). Nothing here is
+    Monte Carlo and nothing is shared with :func:`elbo_surgery`'s estimator, whose terms both
+    contain :math:`\log q(z)` at the posterior draws: comparing the two, within a few of
+    :func:`elbo_surgery`'s standard errors, checks that estimator (a wrong :math:`\log q(z)` moves
+    both of its terms and leaves their sum, and so the identity, intact).
+
+    The rectangle rule is spectrally accurate for a smooth integrand that is negligible outside the
+    box (Trefethen & Weideman 2014): the defaults take :math:`L = \max_{n,d} |\mu_{n,d}| + 8 \sigma_{n,d}`
+    and a step of half the smallest :math:`\sigma_{n,d}`, where the error is far below any Monte
+    Carlo error. ``mass`` (:math:`\Delta \sum_g q(z_g)`, which should be 1) reports the coverage.
+
+    Args:
+        aggregate: The :class:`AggregatePosterior` of a 1- or 2-dimensional encoder.
+        prior: Any :class:`Prior` of the same dimension (its ``log_prob`` is called on the grid).
+        limit: Half-width :math:`L` of the box; default as above.
+        points: Nodes per axis (at least 3); default from the step above.
+        max_points: The largest ``points`` accepted, a guard against a grid too large for memory.
+
+    Returns:
+        A dict of floats: ``mass``, ``entropy`` (:math:`H(q(z))`), ``mutual_info`` and ``marginal_kl``.
+
+    Raises:
+        TypeError: If ``aggregate`` or ``prior`` has the wrong type.
+        ValueError: For a latent dimension other than 1 or 2, mismatched dimensions, a bad ``limit``
+            or ``points``, or a grid that would need more than ``max_points`` nodes per axis.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> model = make_vae((1, 4, 4), 2, hidden=(8,))
+        >>> x = (torch.rand(50, 1, 4, 4) < 0.5).float()
+        >>> terms = elbo_surgery_on_grid(AggregatePosterior(model.posterior, x), model.prior)
+        >>> abs(terms["mass"] - 1) < 1e-6, 0 <= terms["mutual_info"] <= math.log(50), terms["marginal_kl"] >= 0
+        (True, True, True)
+    """
+    if not isinstance(aggregate, AggregatePosterior):
+        raise TypeError(f"aggregate must be an AggregatePosterior, got {type(aggregate).__name__}")
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior must be a gdmlib.vae.Prior, got {type(prior).__name__}")
+    dim = aggregate.latent_dim
+    if dim not in (1, 2):
+        raise ValueError(f"a grid covers 1- or 2-dimensional latents only, the aggregate has {dim}")
+    if getattr(prior, "latent_dim", dim) != dim:
+        raise ValueError(f"the prior has latent dimension {prior.latent_dim}, the aggregate {dim}")
+    max_points = _check_positive_int("max_points", max_points)
+    loc, scale = aggregate.loc.double(), aggregate.scale.double()
+    if limit is None:
+        limit = float((loc.abs() + 8 * scale).max())
+    elif isinstance(limit, bool) or not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+        raise ValueError(f"limit must be a positive number, got {limit!r}")
+    if points is None:
+        points = max(33, math.ceil(2 * limit / (0.5 * float(scale.min()))) + 1)
+    points = _check_positive_int("points", points)
+    if points < 3:
+        raise ValueError(f"points must be at least 3, got {points}")
+    if points > max_points:
+        raise ValueError(
+            f"the grid needs {points} nodes per axis, more than max_points={max_points}: the posteriors are "
+            "too narrow for the box; pass a smaller limit, fewer points or a larger max_points"
+        )
+    count = loc.shape[0]
+    axis = torch.linspace(-limit, limit, points, dtype=torch.float64, device=loc.device)
+    # Per axis d, the (N, points) matrix of the 1-D densities N(axis; mu_{n,d}, sigma_{n,d}^2).
+    factors = [
+        torch.exp(-0.5 * ((axis - loc[:, d, None]) / scale[:, d, None]).square()) / (scale[:, d, None] * math.sqrt(2 * math.pi))
+        for d in range(dim)
+    ]
+    if dim == 1:
+        density, grid = factors[0].mean(0), axis[:, None]
+    else:  # q(z1_i, z2_j) = 1/N sum_n f1[n, i] f2[n, j]; flattened in cartesian_prod's order
+        density, grid = (factors[0].T @ factors[1]).reshape(-1) / count, torch.cartesian_prod(axis, axis)
+    device, dtype = prior._device_dtype()
+    log_p = prior.log_prob(grid.to(device=device, dtype=dtype)).double().to(loc.device)
+    cell = float(axis[1] - axis[0]) ** dim
+    positive = density > 0  # where q underflows, q log q = 0
+    log_q = torch.where(positive, density.clamp_min(1e-300).log(), torch.zeros_like(density))
+    entropy = -float((density * log_q).sum()) * cell
+    marginal_kl = float(torch.where(positive, density * (log_q - log_p), torch.zeros_like(density)).sum()) * cell
+    posterior_entropy = float((0.5 * dim * math.log(2 * math.pi * math.e) + scale.log().sum(-1)).mean())
+    return {
+        "mass": float(density.sum()) * cell,
+        "entropy": entropy,
+        "mutual_info": entropy - posterior_entropy,
+        "marginal_kl": marginal_kl,
     }

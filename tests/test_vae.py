@@ -588,3 +588,67 @@ def test_flow_as_vae_elbo_rejects_bad_inputs() -> None:
         vae.flow_as_vae_elbo(flow, torch.zeros(3, 3), 0.1)
     with pytest.raises(TypeError, match="Flow"):
         vae.flow_as_vae_elbo(nn.Linear(2, 2), torch.zeros(3, 2), 0.1)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# ELBO surgery by quadrature
+# ---------------------------------------------------------------------------------------------
+
+
+def _aggregate_with(loc: torch.Tensor, scale: torch.Tensor) -> vae.AggregatePosterior:
+    """An AggregatePosterior whose posteriors are the given Gaussians (the buffers replaced)."""
+    dim = loc.shape[1]
+    aggregate = vae.AggregatePosterior(_model(latent_dim=dim).posterior, _binary(loc.shape[0]))
+    aggregate.loc, aggregate.scale = loc, scale
+    return aggregate
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_elbo_surgery_on_grid_of_identical_posteriors_is_the_closed_form_kl(dim: int) -> None:
+    # N copies of one Gaussian: q(z) is that Gaussian, I_q(n; z) = 0 and the marginal KL is closed-form.
+    loc, scale = torch.tensor([[0.7, -1.2][:dim]]).repeat(5, 1), torch.tensor([[0.4, 1.5][:dim]]).repeat(5, 1)
+    terms = vae.elbo_surgery_on_grid(_aggregate_with(loc, scale), vae.StandardNormalPrior(dim))
+    exact = float(0.5 * (loc[0].square() + scale[0].square() - 1 - 2 * scale[0].log()).sum())
+    assert terms["mass"] == pytest.approx(1.0, abs=1e-9)
+    assert terms["mutual_info"] == pytest.approx(0.0, abs=1e-7)
+    assert terms["marginal_kl"] == pytest.approx(exact, abs=1e-7)
+
+
+def test_elbo_surgery_on_grid_of_separated_posteriors_has_mutual_information_log_n() -> None:
+    # Four narrow posteriors far apart: the code identifies its point, I_q(n; z) = log 4.
+    loc = torch.tensor([[-3.0, -3.0], [-3.0, 3.0], [3.0, -3.0], [3.0, 3.0]])
+    terms = vae.elbo_surgery_on_grid(_aggregate_with(loc, torch.full((4, 2), 0.2)), vae.StandardNormalPrior(2))
+    assert terms["mutual_info"] == pytest.approx(math.log(4), abs=1e-6)
+
+
+@pytest.mark.parametrize("prior", ["standard", "mixture"])
+def test_elbo_surgery_on_grid_agrees_with_the_monte_carlo_surgery(prior: str) -> None:
+    model, data = _model(prior, latent_dim=2), _binary(200)
+    parts = vae.elbo_surgery(model, data, num_samples=32, generator=torch.Generator().manual_seed(0))
+    terms = vae.elbo_surgery_on_grid(vae.AggregatePosterior(model.posterior, data), model.prior)
+    for key in ("mutual_info", "marginal_kl"):
+        assert abs(parts[key].value - terms[key]) < 4 * parts[key].stderr, (key, parts[key], terms[key])
+    # The identity holds for the quadrature too (up to the rectangle rule's error).
+    if prior == "standard":
+        assert terms["mutual_info"] + terms["marginal_kl"] == pytest.approx(parts["avg_kl"].value, abs=1e-6)
+    # A coarser grid gives the same numbers: the rule has converged.
+    coarse = vae.elbo_surgery_on_grid(vae.AggregatePosterior(model.posterior, data), model.prior, points=101)
+    assert coarse["marginal_kl"] == pytest.approx(terms["marginal_kl"], abs=1e-5)
+
+
+def test_elbo_surgery_on_grid_rejects_bad_inputs() -> None:
+    aggregate = vae.AggregatePosterior(_model(latent_dim=2).posterior, _binary(10))
+    with pytest.raises(TypeError):
+        vae.elbo_surgery_on_grid(_model(latent_dim=2).prior, aggregate)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        vae.elbo_surgery_on_grid(aggregate, nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1- or 2-dimensional"):
+        vae.elbo_surgery_on_grid(vae.AggregatePosterior(_model(latent_dim=3).posterior, _binary(10)), vae.StandardNormalPrior(3))
+    with pytest.raises(ValueError, match="latent dimension"):
+        vae.elbo_surgery_on_grid(aggregate, vae.StandardNormalPrior(1))
+    with pytest.raises(ValueError, match="limit"):
+        vae.elbo_surgery_on_grid(aggregate, vae.StandardNormalPrior(2), limit=-1.0)
+    with pytest.raises(ValueError, match="at least 3"):
+        vae.elbo_surgery_on_grid(aggregate, vae.StandardNormalPrior(2), points=2)
+    with pytest.raises(ValueError, match="max_points"):
+        vae.elbo_surgery_on_grid(aggregate, vae.StandardNormalPrior(2), points=50, max_points=40)
