@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, MixtureSameFamily, constraints
 
+from gdmlib.estimate import Estimate
+
 __all__ = ["Estimate", "NormalFit", "fit_normal", "jsd", "jsd_mc", "kl", "kl_mc", "tv", "tv_mc"]
 
 # Gauss–Legendre rule used on every panel of the integration grid.
@@ -49,21 +51,6 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
 _CORE_HALF_WIDTH = 20.0
 _CORE_STEP = 1.0
 _TAIL_DOUBLINGS = 40
-
-
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate and its standard error.
-
-    Attributes:
-        value: The estimate.
-        stderr: Its standard error (standard deviation of the estimator).
-    """
-
-    value: float
-    stderr: float
-
-    def __str__(self) -> str:
-        return f"{self.value:.4f} ± {self.stderr:.4f}"
 
 
 # ---------------------------------------------------------------------------------------------

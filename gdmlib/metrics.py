@@ -45,13 +45,11 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from gdmlib.divergences import Estimate
 
-__all__ = ["ModeCoverage", "mean_stderr", "mode_coverage"]
+__all__ = ["ModeCoverage", "mode_coverage"]
 
 # A sample is high quality when it lies within this many standard deviations of its nearest centre.
 _QUALITY_RADIUS = 3.0
@@ -166,38 +164,3 @@ def mode_coverage(samples: Tensor, centers: Tensor, std: float) -> ModeCoverage:
         reverse_kl=reverse_kl,
         counts=tuple(counts),
     )
-
-
-def mean_stderr(values: object) -> Estimate:
-    r"""The mean of independent values (runs, seeds) and its standard error :math:`s / \sqrt{n}`.
-
-    With :math:`s` the sample standard deviation (``ddof=1``), a claim such as "method A scores
-    higher than method B" is then checked on the paired differences as
-    :math:`\bar d > k\, s_d / \sqrt{n}`, a margin that shrinks as runs are added and so suits any
-    number of runs.
-
-    Args:
-        values: At least two finite numbers (a sequence, an array or a tensor).
-
-    Returns:
-        An :class:`gdmlib.divergences.Estimate` ``(value, stderr)``.
-
-    Raises:
-        TypeError: If ``values`` is not numeric.
-        ValueError: If there are fewer than two values, or a value is not finite.
-
-    Example:
-        >>> mean_stderr([1.0, 2.0, 3.0, 4.0])
-        Estimate(value=2.5, stderr=0.6454972243679028)
-    """
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=float).ravel()
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"values must be numbers, got {type(values).__name__}") from error
-    if array.size < 2:
-        raise ValueError(f"a standard error needs at least two values, got {array.size}")
-    if not np.isfinite(array).all():
-        raise ValueError("values must be finite (no NaN or inf); bound them first, e.g. ModeCoverage.bounded_reverse_kl")
-    return Estimate(float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size)))

@@ -149,6 +149,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
+def _installed_version() -> str:
+    # From the package metadata, not `from gdmlib import __version__`: runtime sits below the
+    # package and must not import it.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gdmlib")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0.0.0+unknown"
+
+
 def setup(seed: int = 0, *, verbose: bool = True) -> Runtime:
     """Prepare a chapter: seed everything, choose device and scale, print what was chosen.
 
@@ -171,11 +182,9 @@ def setup(seed: int = 0, *, verbose: bool = True) -> Runtime:
         torch.set_num_threads(1)
     _current = Runtime(device=device, scale=scale, seed=seed)
     if verbose:
-        from gdmlib import __version__
-
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
         print(f"device: {device} ({name})")
-        print(f"versions: python {platform.python_version()}, torch {torch.__version__}, gdmlib {__version__}")
+        print(f"versions: python {platform.python_version()}, torch {torch.__version__}, gdmlib {_installed_version()}")
         print(f"scale: {scale} (set GDM_SCALE=quick|full to override)")
     return _current
 

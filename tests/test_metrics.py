@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gdmlib.metrics import ModeCoverage, mean_stderr, mode_coverage
+from gdmlib.metrics import ModeCoverage, mode_coverage
 
 STD = 0.02
 
@@ -103,22 +103,3 @@ def test_bounded_reverse_kl_replaces_inf_by_log_k() -> None:
     assert one_mode.bounded_reverse_kl == one_mode.reverse_kl == pytest.approx(math.log(3), rel=1e-15)
     balanced = mode_coverage(centers.repeat(2, 1), centers, std=0.1)
     assert balanced.bounded_reverse_kl == balanced.reverse_kl == pytest.approx(0.0, abs=1e-15)
-
-
-def test_mean_stderr_matches_numpy_and_accepts_tensors() -> None:
-    values = [0.3, 1.7, 2.2, -0.4, 1.1]
-    estimate = mean_stderr(values)
-    assert estimate.value == pytest.approx(np.mean(values), rel=1e-15)
-    assert estimate.stderr == pytest.approx(np.std(values, ddof=1) / math.sqrt(5), rel=1e-15)
-    assert mean_stderr(torch.tensor(values)) == pytest.approx(estimate, rel=1e-6)
-    assert mean_stderr([2.0, 2.0]).stderr == 0.0
-
-
-@pytest.mark.parametrize(
-    ("values", "error", "match"),
-    [([1.0], ValueError, "at least two"), ([1.0, math.inf], ValueError, "finite"),
-     ([1.0, float("nan")], ValueError, "finite"), (["a", "b"], TypeError, "must be numbers")],
-)
-def test_mean_stderr_rejects_bad_inputs(values, error, match) -> None:
-    with pytest.raises(error, match=match):
-        mean_stderr(values)

@@ -1,0 +1,52 @@
+"""Tests of gdmlib.estimate: means with standard errors and paired differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gdmlib.estimate import Estimate, mean_stderr, paired_difference
+
+
+def test_mean_stderr_matches_numpy_and_accepts_tensors() -> None:
+    values = [0.3, 1.7, 2.2, -0.4, 1.1]
+    estimate = mean_stderr(values)
+    assert estimate.value == pytest.approx(np.mean(values), rel=1e-15)
+    assert estimate.stderr == pytest.approx(np.std(values, ddof=1) / math.sqrt(5), rel=1e-15)
+    assert mean_stderr(torch.tensor(values)) == pytest.approx(estimate, rel=1e-6)
+    assert mean_stderr([2.0, 2.0]).stderr == 0.0
+
+
+@pytest.mark.parametrize(
+    ("values", "error", "match"),
+    [([1.0], ValueError, "at least two"), ([1.0, math.inf], ValueError, "finite"),
+     ([1.0, float("nan")], ValueError, "finite"), (["a", "b"], TypeError, "must be numbers")],
+)
+def test_mean_stderr_rejects_bad_inputs(values, error, match) -> None:
+    with pytest.raises(error, match=match):
+        mean_stderr(values)
+
+
+def test_paired_difference_is_the_mean_of_the_differences() -> None:
+    first, second = [3.0, 5.0, 4.0, 8.0], [1.0, 4.5, 3.0, 6.0]
+    difference = paired_difference(first, second)
+    assert difference == pytest.approx(mean_stderr(np.subtract(first, second)), rel=1e-15)
+    # Pairing removes the shared spread: far smaller than the standard error of either mean.
+    assert difference.stderr < mean_stderr(first).stderr / 2
+
+
+def test_paired_difference_needs_equal_sizes() -> None:
+    with pytest.raises(ValueError, match="equal sizes"):
+        paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_estimate_is_a_value_and_a_standard_error() -> None:
+    estimate = Estimate(1.23456, 0.0123)
+    assert estimate.value == 1.23456 and estimate.stderr == 0.0123
+    assert str(estimate) == "1.2346 ± 0.0123"
+    from gdmlib.divergences import Estimate as ReExported
+
+    assert ReExported is Estimate
