@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_batch", "check_input_shape", "check_positive_int"]
+__all__ = [
+    "check_batch",
+    "check_input_shape",
+    "check_positive_int",
+    "check_positive_number",
+    "check_probability",
+    "check_sample_pair",
+]
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -45,3 +53,78 @@ def check_batch(name: str, x: object, shape: tuple[int, ...]) -> Tensor:
     if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
         raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
     return x
+
+
+def check_positive_number(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a ``float`` if it is a finite real number (not a bool) above 0 (or at least 0).
+
+    Raises:
+        TypeError: If it is not a real number (bools, strings and tensors are refused).
+        ValueError: If it is NaN, infinite, negative, or zero when ``allow_zero`` is false.
+
+    Example:
+        >>> check_positive_number("lr", 1e-3)
+        0.001
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    return float(value)
+
+
+def check_probability(name: str, value: object, *, open_interval: bool = True) -> float:
+    """``value`` as a ``float`` if it lies in (0, 1) (or [0, 1] when ``open_interval`` is false).
+
+    Example:
+        >>> check_probability("alpha", 0.05)
+        0.05
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    inside = 0 < value < 1 if open_interval else 0 <= value <= 1
+    if not inside:
+        raise ValueError(f"{name} must lie in {'(0, 1)' if open_interval else '[0, 1]'}, got {value!r}")
+    return float(value)
+
+
+def check_sample_pair(x: object, y: object, *, min_points: int = 2, finite: bool = True) -> tuple[Tensor, Tensor]:
+    """Two samples as ``(n, d)`` and ``(m, d)`` tensors (``(n,)`` means points on the line).
+
+    Both must be floating tensors of one dtype on one device, with the same dimension ``d`` and at
+    least ``min_points`` points each, and (when ``finite``) only finite values.
+
+    Raises:
+        TypeError: For a non-tensor, an integer dtype, or two dtypes.
+        ValueError: For a bad shape, two devices, two dimensions, too few points or NaN/inf.
+
+    Example:
+        >>> x, y = check_sample_pair(torch.zeros(5), torch.ones(3))
+        >>> tuple(x.shape), tuple(y.shape)
+        ((5, 1), (3, 1))
+    """
+    for name, sample in (("x", x), ("y", y)):
+        if not isinstance(sample, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(sample).__name__}")
+        if not sample.is_floating_point():
+            raise TypeError(f"{name} must have a floating dtype, got {sample.dtype}")
+        if sample.dim() not in (1, 2):
+            raise ValueError(f"{name} must have shape (n, d), or (n,) for points on the line, got {tuple(sample.shape)}")
+    assert isinstance(x, Tensor) and isinstance(y, Tensor)
+    if x.dtype != y.dtype:
+        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    if x.dim() != y.dim():
+        raise ValueError(f"x and y must both be (n, d) or both (n,), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.dim() == 1:
+        x, y = x.unsqueeze(-1), y.unsqueeze(-1)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension d, got {x.shape[1]} and {y.shape[1]}")
+    if x.shape[0] < min_points or y.shape[0] < min_points:
+        raise ValueError(f"x and y need at least {min_points} points each, got {x.shape[0]} and {y.shape[0]}")
+    if finite and not (torch.isfinite(x.detach()).all() and torch.isfinite(y.detach()).all()):
+        raise ValueError("x and y must contain only finite values (no NaN or inf)")
+    return x, y
