@@ -52,18 +52,20 @@ References:
 
 from __future__ import annotations
 
-import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib import runtime
-from gdmlib.gan import clip_weights, critic_loss_wasserstein, gradient_penalty
+from gdmlib._checks import check_positive_int as _check_positive_int
+from gdmlib._checks import check_positive_number, check_sample_pair
+from gdmlib.lipschitz import _scores, clip_weights, gradient_norms, gradient_penalty
 from gdmlib.nets import MLP, BatchedMLP
+from gdmlib.training import check_finite_parameters, finite_loss
 
 __all__ = [
     "BatchedCritic",
@@ -83,6 +85,26 @@ _METHODS = ("clip", "gp", "sn")
 # largest singular value lags behind weights that Adam keeps moving (measured: gradient norms up to
 # 1.04 after 300 steps). This many extra iterations at the end make the 1-Lipschitz bound hold.
 _SN_SETTLE_ITERATIONS = 50
+# The non-finite guards: every step on the CPU (a loss read costs nothing there); every this many
+# steps on an accelerator, where each check is a host sync (the loss of every step is still
+# checked, so the error names the first bad step; the parameters are checked at the same cadence).
+_ACCELERATOR_CHECK_EVERY = 25
+_HINT = "lower lr (or raise clip for 'clip')"
+
+
+def _check_every(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else _ACCELERATOR_CHECK_EVERY
+
+
+def _check_pending(pending: list[tuple[int, Tensor]], name: str) -> None:
+    """Raise NonFiniteLossError for the first non-finite loss of ``(step, loss)`` pairs; clear
+    them."""
+    if len(pending) == 1:
+        finite_loss(pending[0][1], pending[0][0], name, hint=_HINT)
+    elif not bool(torch.isfinite(torch.stack([loss for _, loss in pending])).all()):
+        for step, loss in pending:
+            finite_loss(loss, step, name, hint=_HINT)
+    pending.clear()
 
 
 def _check_method(method: object) -> str:
@@ -91,50 +113,14 @@ def _check_method(method: object) -> str:
     return str(method)
 
 
-
-def _check_positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
-    return float(value)
-
-
 def _check_samples(x: object, y: object) -> tuple[Tensor, Tensor]:
-    """Validate two samples and return them as ``(n, d)`` and ``(m, d)``."""
-    for name, value in (("x", x), ("y", y)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if not value.is_floating_point():
-            raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
-        if value.dim() not in (1, 2):
-            raise ValueError(f"{name} must have shape (n, d), or (n,) for points on the line, got {tuple(value.shape)}")
-        if value.shape[0] < 2:
-            raise ValueError(f"{name} needs at least 2 points, got {value.shape[0]}")
-        if not torch.isfinite(value).all():
-            raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
-    assert isinstance(x, Tensor) and isinstance(y, Tensor)
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    if x.dim() != y.dim():
-        raise ValueError(f"x and y must both be (n, d) or both (n,), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.dim() == 1:
-        x, y = x.unsqueeze(-1), y.unsqueeze(-1)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension d, got {x.shape[1]} and {y.shape[1]}")
-    return x, y
+    """The two samples as ``(n, d)`` and ``(m, d)``: :func:`gdmlib._checks.check_sample_pair`."""
+    return check_sample_pair(x, y, min_points=2, finite=True)
 
 
-
-
-def _scores(critic: nn.Module, points: Tensor) -> Tensor:
-    scores = critic(points)
-    if not isinstance(scores, Tensor) or scores.numel() != points.shape[0]:
-        shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-        raise ValueError(f"critic must return one score per point, shape (N,) or (N, 1), got {shape}")
-    return scores.reshape(-1)
+def _wasserstein_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    r"""The critic's loss :math:`\mathbb{E}_{\hat Q} f - \mathbb{E}_{\hat P} f` (minus the gap)."""
+    return fake_scores.mean() - real_scores.mean()
 
 
 def make_critic(
@@ -196,50 +182,10 @@ def critic_gap(critic: nn.Module, x: Tensor, y: Tensor) -> float:
     critic.eval()
     try:
         with torch.no_grad():
-            loss = critic_loss_wasserstein(_scores(critic, x), _scores(critic, y))
+            loss = _wasserstein_loss(_scores(critic, x), _scores(critic, y))
     finally:
         critic.train(was_training)
     return -float(loss)
-
-
-def gradient_norms(critic: nn.Module, points: Tensor) -> Tensor:
-    r"""The norms :math:`\lVert \nabla f(z_k) \rVert_2` of a critic's input gradient at each point.
-
-    Their maximum is a lower bound on the Lipschitz constant of :math:`f` (a ReLU network is
-    piecewise linear, so the bound is tight when the points visit every linear piece that matters).
-    The critic is evaluated in evaluation mode; its mode is restored.
-
-    Args:
-        critic: Maps ``(N, d)`` to ``(N,)`` or ``(N, 1)`` scores, each from its own input.
-        points: ``(N, d)`` or ``(N,)``.
-
-    Returns:
-        ``(N,)`` norms on the points' device and dtype (detached).
-
-    Example:
-        >>> layer = torch.nn.Linear(2, 1)
-        >>> with torch.no_grad():
-        ...     _ = layer.weight.copy_(torch.tensor([[3.0, 4.0]]))
-        >>> gradient_norms(layer, torch.randn(3, 2)).tolist()
-        [5.0, 5.0, 5.0]
-    """
-    if not isinstance(critic, nn.Module):
-        raise TypeError(f"critic must be an nn.Module, got {type(critic).__name__}")
-    if not isinstance(points, Tensor) or not points.is_floating_point():
-        raise TypeError("points must be a floating-point torch.Tensor")
-    if points.dim() not in (1, 2) or points.shape[0] == 0:
-        raise ValueError(f"points must have shape (N, d) or (N,) with N >= 1, got {tuple(points.shape)}")
-    if points.dim() == 1:
-        points = points.unsqueeze(-1)
-    was_training = critic.training
-    critic.eval()
-    try:
-        with torch.enable_grad():
-            inputs = points.detach().clone().requires_grad_(True)
-            (gradients,) = torch.autograd.grad(_scores(critic, inputs).sum(), inputs)
-    finally:
-        critic.train(was_training)
-    return gradients.norm(dim=1).detach()
 
 
 @dataclass
@@ -289,16 +235,18 @@ def train_critic(
     seed: int | None = None,
     progress: bool = False,
 ) -> CriticFit:
-    r"""Train a critic to maximise :math:`\mathbb{E}_{\hat P} f - \mathbb{E}_{\hat Q} f` on two samples.
+    r"""Train a critic to maximise :math:`\mathbb{E}_{\hat P} f - \mathbb{E}_{\hat Q} f` on two
+    samples.
 
     Each step draws a batch of each sample (the whole samples when ``batch_size`` is ``None``) and
     takes one Adam step (:math:`\beta = (0.5, 0.9)`, as in Gulrajani et al.) on the critic loss
-    :func:`gdmlib.gan.critic_loss_wasserstein` :math:`= \mathbb{E}_{\hat Q} f - \mathbb{E}_{\hat P} f`,
-    with the Lipschitz constraint of ``method``:
+    :func:`gdmlib.gan.critic_loss_wasserstein`
+    :math:`= \mathbb{E}_{\hat Q} f - \mathbb{E}_{\hat P} f`, with the Lipschitz constraint of
+    ``method``:
 
-    - ``"clip"``: :func:`gdmlib.gan.clip_weights` with bound ``clip`` after every step;
-    - ``"gp"``: plus ``penalty_weight`` times :func:`gdmlib.gan.gradient_penalty`, on interpolates
-      between the ``x`` batch and as many points drawn from ``y``;
+    - ``"clip"``: :func:`gdmlib.lipschitz.clip_weights` with bound ``clip`` after every step;
+    - ``"gp"``: plus ``penalty_weight`` times :func:`gdmlib.lipschitz.gradient_penalty`, on
+      interpolates between the ``x`` batch and as many points drawn from ``y``;
     - ``"sn"``: a spectrally normalised critic (:func:`make_critic`), no penalty. Power iteration
       (one step per forward pass) lags behind the moving weights, so 50 extra iterations are run
       after training: the returned critic is then 1-Lipschitz up to their convergence.
@@ -310,7 +258,8 @@ def train_critic(
         y: A sample of :math:`Q`, ``(m, d)`` or ``(m,)``, the same dtype and device.
         method: ``"clip"``, ``"gp"`` or ``"sn"``.
         critic: A critic to train in place (moved to the samples' device and dtype); by default
-            ``make_critic(d, method, hidden)``. For ``"sn"`` it must be spectrally normalised already.
+            ``make_critic(d, method, hidden)``. For ``"sn"`` it must be spectrally normalised
+            already.
         hidden: Hidden widths of the default critic.
         steps: Number of optimiser steps.
         lr: Adam's learning rate.
@@ -327,7 +276,9 @@ def train_critic(
     Raises:
         TypeError: If a sample is not a floating-point tensor or ``critic`` not an ``nn.Module``.
         ValueError: On mismatched samples, an unknown method, or invalid hyperparameters.
-        FloatingPointError: If the loss becomes NaN or infinite.
+        gdmlib.training.NonFiniteLossError: A ``FloatingPointError`` naming the first step whose
+            loss (penalty included) is NaN or infinite, raised before that step's backward pass on
+            the CPU; or the first parameter that is no longer finite.
 
     Example:
         >>> g = torch.Generator().manual_seed(1)
@@ -346,9 +297,9 @@ def train_critic(
     x, y = _check_samples(x, y)
     method = _check_method(method)
     steps = _check_positive_int("steps", steps)
-    lr = _check_positive_float("lr", lr)
-    penalty_weight = _check_positive_float("penalty_weight", penalty_weight, allow_zero=True)
-    clip = _check_positive_float("clip", clip)
+    lr = check_positive_number("lr", lr)
+    penalty_weight = check_positive_number("penalty_weight", penalty_weight, allow_zero=True)
+    clip = check_positive_number("clip", clip)
     if batch_size is not None:
         batch_size = _check_positive_int("batch_size", batch_size)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
@@ -373,24 +324,34 @@ def train_critic(
         index = torch.randint(points.shape[0], (size,), generator=generator)
         return points[index.to(points.device)]
 
+    check_every, pending = _check_every(x.device), []
     with runtime.single_threaded(x.device):
         gaps = []
         bar = runtime.progress(total=steps, disable=not progress, desc=f"critic ({method})")
         try:
-            for _ in range(steps):
+            for step in range(steps):
                 real = x if batch_size is None else draw(x, batch_size)
                 fake = y if batch_size is None else draw(y, batch_size)
-                loss = critic_loss_wasserstein(_scores(critic, real), _scores(critic, fake))
+                loss = _wasserstein_loss(_scores(critic, real), _scores(critic, fake))
                 gaps.append(-loss.detach())
                 if method == "gp":
                     partners = fake if fake.shape[0] == real.shape[0] else draw(y, real.shape[0])
-                    weights = torch.rand(real.shape[0], generator=generator, dtype=real.dtype).to(real.device)
-                    loss = loss + penalty_weight * gradient_penalty(critic, real, partners, weights=weights)
+                    weights = torch.rand(real.shape[0], generator=generator, dtype=real.dtype).to(
+                        real.device
+                    )
+                    penalty = gradient_penalty(critic, real, partners, weights=weights)
+                    loss = loss + penalty_weight * penalty
+                pending.append((step, loss.detach()))
+                checking = (step + 1) % check_every == 0 or step + 1 == steps
+                if checking:  # before the backward pass: on the CPU the parameters stay finite
+                    _check_pending(pending, "critic")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if method == "clip":
                     clip_weights(critic, clip)
+                if checking:
+                    check_finite_parameters(critic, step, _HINT)
                 bar.update(1)
         finally:
             bar.close()
@@ -399,15 +360,19 @@ def train_critic(
             for _ in range(_SN_SETTLE_ITERATIONS):
                 critic(x[:1])  # in training mode, each call advances every power iteration
     history = torch.stack(gaps).tolist()
-    if not all(math.isfinite(value) for value in history):
-        raise FloatingPointError("the critic's loss became NaN or infinite; lower lr (or raise clip for 'clip')")
 
     critic.eval()
     size = max(n, m)
     weights = torch.rand(size, 1, generator=generator, dtype=x.dtype).to(x.device)
     interpolates = weights * draw(x, size) + (1 - weights) * draw(y, size)
     lipschitz = float(gradient_norms(critic, torch.cat([x, y, interpolates])).max())
-    return CriticFit(critic=critic, method=method, estimate=critic_gap(critic, x, y), lipschitz=lipschitz, history=history)
+    return CriticFit(
+        critic=critic,
+        method=method,
+        estimate=critic_gap(critic, x, y),
+        lipschitz=lipschitz,
+        history=history,
+    )
 
 
 class BatchedCritic(nn.Module):
@@ -418,8 +383,8 @@ class BatchedCritic(nn.Module):
     every weight matrix :math:`W_{k,l}` of every member is divided by an estimate of its largest
     singular value, :math:`\sigma_{k,l} = u^\top W_{k,l} v`, with the singular vectors
     :math:`u, v` kept in buffers and refined by one power iteration per forward pass in training
-    mode (none in evaluation mode), as :func:`torch.nn.utils.parametrizations.spectral_norm` does for
-    one network (Miyato et al. 2018). With ReLU activations each member is then
+    mode (none in evaluation mode), as :func:`torch.nn.utils.parametrizations.spectral_norm` does
+    for one network (Miyato et al. 2018). With ReLU activations each member is then
     :math:`\prod_l \lVert W_{k,l} / \sigma_{k,l} \rVert_2`-Lipschitz, 1 once the power
     iterations have converged.
 
@@ -436,10 +401,16 @@ class BatchedCritic(nn.Module):
         torch.Size([3, 5, 1])
     """
 
-    def __init__(self, members: int, dim: int, hidden: Sequence[int] = (64, 64), spectral_norm: bool = False) -> None:
+    def __init__(
+        self, members: int, dim: int, hidden: Sequence[int] = (64, 64), spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         self.net = BatchedMLP(members, dim, 1, hidden=hidden, activation="relu")
-        self.members, self.dim, self.spectral_norm = self.net.members, self.net.in_features, bool(spectral_norm)
+        self.members, self.dim, self.spectral_norm = (
+            self.net.members,
+            self.net.in_features,
+            bool(spectral_norm),
+        )
         if self.spectral_norm:
             for index, weight in enumerate(self.net.weights):
                 # weight is (members, in, out) and acts as x @ W: u lives in R^out, v in R^in.
@@ -462,7 +433,8 @@ class BatchedCritic(nn.Module):
             getattr(self, f"_v{index}").copy_(v)
 
     def effective_weights(self) -> list[Tensor]:
-        """The weights the forward pass uses, ``(members, in, out)`` each (normalised for ``spectral_norm``)."""
+        """The weights the forward pass uses, ``(members, in, out)`` each (normalised for
+        ``spectral_norm``)."""
         weights = list(self.net.weights)
         if not self.spectral_norm:
             return weights
@@ -475,9 +447,13 @@ class BatchedCritic(nn.Module):
         return normalised
 
     def forward(self, x: Tensor) -> Tensor:
-        """Scores ``(members, N, 1)`` of points ``(members, N, d)``, row :math:`k` by critic :math:`k`."""
+        """Scores ``(members, N, 1)`` of points ``(members, N, d)``, row :math:`k` by critic
+        :math:`k`."""
         if x.dim() != 3 or x.shape[0] != self.members or x.shape[2] != self.dim:
-            raise ValueError(f"BatchedCritic expects points of shape ({self.members}, N, {self.dim}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"BatchedCritic expects points of shape ({self.members}, N, {self.dim}), got "
+                f"{tuple(x.shape)}"
+            )
         if self.spectral_norm and self.training:
             self.power_iteration(1)
         weights = self.effective_weights()
@@ -516,9 +492,15 @@ def _check_member_samples(x: object, y: object) -> tuple[Tensor, Tensor]:
             raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
     if x.dtype != y.dtype or x.device != y.device:
-        raise TypeError(f"x and y must have the same dtype and device, got {x.dtype}/{x.device} and {y.dtype}/{y.device}")
+        raise TypeError(
+            f"x and y must have the same dtype and device, got {x.dtype}/{x.device} and "
+            f"{y.dtype}/{y.device}"
+        )
     if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
-        raise ValueError(f"x and y must have the same members and dimension, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must have the same members and dimension, got shapes {tuple(x.shape)} and "
+            f"{tuple(y.shape)}"
+        )
     return x, y
 
 
@@ -533,8 +515,8 @@ class CriticEnsembleFit:
         lipschitz: ``(members,)``, each critic's largest gradient norm on its samples and as many
             random interpolates between them: an empirical Lipschitz constant :math:`\hat K_k`.
         history: ``(steps, members)``, the training gaps (without the penalty).
-        penalty: ``(members,)``, :math:`\frac1N \sum_i (\lVert \nabla f_k(\hat x_i) \rVert - 1)^2` on
-            the interpolates used for :attr:`lipschitz`, so that for ``"gp"``
+        penalty: ``(members,)``, :math:`\frac1N \sum_i (\lVert \nabla f_k(\hat x_i) \rVert - 1)^2`
+            on the interpolates used for :attr:`lipschitz`, so that for ``"gp"``
             ``estimates - penalty_weight * penalty`` is each critic's penalised objective (the
             way to pick the best of several restarts on the same samples).
     """
@@ -547,9 +529,14 @@ class CriticEnsembleFit:
     penalty: Tensor
 
     def member(self, index: int) -> CriticFit:
-        """Critic ``index`` alone, as a :class:`CriticFit` whose critic maps ``(N, d)`` to ``(N, 1)``."""
+        """Critic ``index`` alone, as a :class:`CriticFit` whose critic maps ``(N, d)`` to ``(N,
+        1)``."""
         members = self.critic.members
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not -members <= index < members:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, numbers.Integral)
+            or not -members <= index < members
+        ):
             raise IndexError(f"member index must be an int in [0, {members}), got {index!r}")
         index = int(index) % members
         return CriticFit(
@@ -562,16 +549,19 @@ class CriticEnsembleFit:
 
     @property
     def scale(self) -> Tensor:
-        r"""``(members,)``: :math:`\hat K_k` for ``"clip"`` (read in units of its Lipschitz constant), else 1."""
+        r"""``(members,)``: :math:`\hat K_k` for ``"clip"`` (read in units of its Lipschitz
+        constant), else 1."""
         return self.lipschitz if self.method == "clip" else torch.ones_like(self.lipschitz)
 
     @property
     def normalized_estimates(self) -> Tensor:
-        r"""``(members,)``: :math:`\widehat W_k / \hat K_k`, the estimates in units of each critic's :math:`\hat K_k`."""
+        r"""``(members,)``: :math:`\widehat W_k / \hat K_k`, the estimates in units of each critic's
+        :math:`\hat K_k`."""
         return self.estimates / self.lipschitz.clamp_min(1e-12)
 
     def gaps(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Each critic's gap on samples ``x``, ``y`` and its standard error, divided by :attr:`scale`.
+        r"""Each critic's gap on samples ``x``, ``y`` and its standard error, divided by
+        :attr:`scale`.
 
         ``x`` is ``(members, n, d)`` (member :math:`k` scores row :math:`k`) or ``(n, d)`` (every
         member scores the same points); likewise ``y``. The standard error
@@ -583,8 +573,16 @@ class CriticEnsembleFit:
             ``(gap, standard_error)``, both ``(members,)``.
         """
         members = self.critic.members
-        x = x.unsqueeze(0).expand(members, *x.shape) if isinstance(x, Tensor) and x.dim() == 2 else x
-        y = y.unsqueeze(0).expand(members, *y.shape) if isinstance(y, Tensor) and y.dim() == 2 else y
+        x = (
+            x.unsqueeze(0).expand(members, *x.shape)
+            if isinstance(x, Tensor) and x.dim() == 2
+            else x
+        )
+        y = (
+            y.unsqueeze(0).expand(members, *y.shape)
+            if isinstance(y, Tensor) and y.dim() == 2
+            else y
+        )
         x, y = _check_member_samples(x, y)
         self.critic.eval()
         with torch.no_grad():
@@ -606,7 +604,8 @@ def train_critics(
     clip: float = 0.01,
     seed: int = 0,
 ) -> CriticEnsembleFit:
-    r"""Train ``members`` independent critics at once, critic :math:`k` on the samples ``x[k]``, ``y[k]``.
+    r"""Train ``members`` independent critics at once, critic :math:`k` on the samples ``x[k]``,
+    ``y[k]``.
 
     The batched counterpart of :func:`train_critic` (full batches): the same loss, Adam
     (:math:`\beta = (0.5, 0.9)`) and Lipschitz constraint, applied to a :class:`BatchedCritic` whose
@@ -634,7 +633,9 @@ def train_critics(
     Raises:
         TypeError: If a sample is not a floating-point tensor or ``seed`` not an int.
         ValueError: On mismatched shapes, an unknown method or invalid hyperparameters.
-        FloatingPointError: If the loss becomes NaN or infinite.
+        gdmlib.training.NonFiniteLossError: A ``FloatingPointError`` naming the first step whose
+            loss (penalty included) is NaN or infinite, raised before that step's backward pass on
+            the CPU; or the first parameter that is no longer finite.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -646,9 +647,9 @@ def train_critics(
     x, y = _check_member_samples(x, y)
     method = _check_method(method)
     steps = _check_positive_int("steps", steps)
-    lr = _check_positive_float("lr", lr)
-    penalty_weight = _check_positive_float("penalty_weight", penalty_weight, allow_zero=True)
-    clip = _check_positive_float("clip", clip)
+    lr = check_positive_number("lr", lr)
+    penalty_weight = check_positive_number("penalty_weight", penalty_weight, allow_zero=True)
+    clip = check_positive_number("clip", clip)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     members, n, m = x.shape[0], x.shape[1], y.shape[1]
@@ -661,12 +662,14 @@ def train_critics(
     optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=(0.5, 0.9))
 
     def draw(points: Tensor, size: int) -> Tensor:
-        index = torch.randint(points.shape[1], (members, size), generator=generator).to(points.device)
+        index = torch.randint(points.shape[1], (members, size), generator=generator).to(
+            points.device
+        )
         return torch.gather(points, 1, index.unsqueeze(-1).expand(-1, -1, points.shape[2]))
 
-    gaps = []
+    gaps, check_every, pending = [], _check_every(x.device), []
     with runtime.single_threaded(x.device):
-        for _ in range(steps):
+        for step in range(steps):
             gap = critic(x)[..., 0].mean(1) - critic(y)[..., 0].mean(1)
             gaps.append(gap.detach())
             loss = -gap.sum()
@@ -676,6 +679,10 @@ def train_critics(
                 points = (weights * x + (1 - weights) * partners).requires_grad_(True)
                 (gradients,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
                 loss = loss + penalty_weight * ((gradients.norm(dim=2) - 1) ** 2).mean(1).sum()
+            pending.append((step, loss.detach()))
+            checking = (step + 1) % check_every == 0 or step + 1 == steps
+            if checking:  # the summed loss: one member's NaN is caught
+                _check_pending(pending, "critics' summed")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -683,10 +690,10 @@ def train_critics(
                 with torch.no_grad():
                     for parameter in critic.parameters():
                         parameter.clamp_(-clip, clip)
+            if checking:
+                check_finite_parameters(critic, step, _HINT)
     critic.power_iteration(_SN_SETTLE_ITERATIONS)
     history = torch.stack(gaps)
-    if not torch.isfinite(history).all():
-        raise FloatingPointError("the critics' loss became NaN or infinite; lower lr (or raise clip for 'clip')")
 
     critic.eval()
     size = max(n, m)
@@ -701,5 +708,10 @@ def train_critics(
     with torch.no_grad():
         estimates = critic(x)[..., 0].mean(1) - critic(y)[..., 0].mean(1)
     return CriticEnsembleFit(
-        critic=critic, method=method, estimates=estimates, lipschitz=lipschitz, history=history, penalty=penalty
+        critic=critic,
+        method=method,
+        estimates=estimates,
+        lipschitz=lipschitz,
+        history=history,
+        penalty=penalty,
     )

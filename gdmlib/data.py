@@ -69,7 +69,9 @@ def _check_device(device: torch.device | str | None) -> torch.device:
     if device is None:
         return torch.device("cpu")
     if not isinstance(device, (torch.device, str)):
-        raise TypeError(f"device must be a torch.device, a string or None, got {type(device).__name__}")
+        raise TypeError(
+            f"device must be a torch.device, a string or None, got {type(device).__name__}"
+        )
     try:
         return torch.device(device)
     except RuntimeError as error:
@@ -82,9 +84,13 @@ def _image_dtype(dtype: torch.dtype | None, levels: bool) -> torch.dtype:
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype or None, got {type(dtype).__name__}")
     if levels and (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool):
-        raise TypeError(f"levels=True returns integer grey levels: dtype must be an integer dtype, got {dtype}")
+        raise TypeError(
+            f"levels=True returns integer grey levels: dtype must be an integer dtype, got {dtype}"
+        )
     if not levels and not dtype.is_floating_point:
-        raise TypeError(f"images in [0, 1] need a floating dtype, got {dtype} (use levels=True for integers)")
+        raise TypeError(
+            f"images in [0, 1] need a floating dtype, got {dtype} (use levels=True for integers)"
+        )
     return dtype
 
 
@@ -142,7 +148,9 @@ def digits(
     """
     binarize, levels = _check_flag("binarize", binarize), _check_flag("levels", levels)
     if binarize and levels:
-        raise ValueError("binarize and levels exclude each other: choose binary pixels or grey levels")
+        raise ValueError(
+            "binarize and levels exclude each other: choose binary pixels or grey levels"
+        )
     device = _check_device(device)
     dtype = _image_dtype(dtype, levels)
     raw, labels = _digits_arrays()
@@ -172,7 +180,9 @@ def _read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
     if len(data) != header + int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated or corrupt: header says shape {shape}, file has {len(data)} bytes")
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says shape {shape}, file has {len(data)} bytes"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -194,9 +204,10 @@ def _download_mnist(root: Path) -> None:
         for mirror in _MNIST_MIRRORS:
             url = f"{mirror}{name}.gz"
             try:
-                with urllib.request.urlopen(url, timeout=60) as response, tempfile.NamedTemporaryFile(
-                    dir=target, delete=False
-                ) as partial:
+                with (
+                    urllib.request.urlopen(url, timeout=60) as response,
+                    tempfile.NamedTemporaryFile(dir=target, delete=False) as partial,
+                ):
                     shutil.copyfileobj(response, partial)
                 digest = hashlib.md5(Path(partial.name).read_bytes()).hexdigest()
                 if digest != md5:
@@ -257,9 +268,9 @@ def mnist(
     missing = [names[kind] for kind, path in paths.items() if path is None]
     if missing:
         raise FileNotFoundError(
-            f"MNIST files {missing} not found in {root} or {root / 'MNIST' / 'raw'} (as is or .gz); "
-            "pass download=True to fetch them (needs a network), or use gdmlib.data.digits(), which "
-            "needs no download"
+            f"MNIST files {missing} not found in {root} or {root / 'MNIST' / 'raw'} (as is or "
+            ".gz); pass download=True to fetch them (needs a network), or use "
+            "gdmlib.data.digits(), which needs no download"
         )
     images = _read_idx(paths["images"])
     labels = _read_idx(paths["labels"])

@@ -2,7 +2,8 @@ r"""Dequantization: continuous densities as models of discrete data, and the bou
 
 Discrete data :math:`x \in \mathbb{Z}^d` (pixel levels :math:`0, \dots, K-1`, say) have no density
 on :math:`\mathbb{R}^d`: a continuous density fitted to them collapses onto the points. A continuous
-density :math:`p` on :math:`\mathbb{R}^d` does define a discrete model by integrating over unit cells,
+density :math:`p` on :math:`\mathbb{R}^d` does define a discrete model by integrating over unit
+cells,
 
 .. math::
     P(x) = \int_{[0, 1)^d} p(x + u)\, du , \qquad \sum_{x \in \mathbb{Z}^d} P(x) = 1 ,
@@ -13,20 +14,21 @@ and two lower bounds on :math:`\log P(x)` let us train :math:`p` on dequantized 
 .. math::
     \underbrace{\mathbb{E}_{u \sim \mathcal{U}[0,1)^d} \log p(x + u)}_{\text{uniform}}
     \;\le\; \log P(x), \qquad
-    \underbrace{\mathbb{E}_{u \sim q(u \mid x)}\bigl[\log p(x + u) - \log q(u \mid x)\bigr]}_{\text{variational}}
+    \underbrace{\mathbb{E}_{u \sim q(u \mid x)}\bigl[\log p(x + u) - \log q(u \mid
+    x)\bigr]}_{\text{variational}}
     \;\le\; \log P(x),
 
 both by Jensen's inequality. The variational bound's gap is
-:math:`\mathrm{KL}\bigl(q(u \mid x) \,\|\, p(x + u)/P(x)\bigr)`, zero if and only if :math:`q` is the
-model's own conditional of the noise in the cell; the uniform bound is the special case
+:math:`\mathrm{KL}\bigl(q(u \mid x) \,\|\, p(x + u)/P(x)\bigr)`, zero if and only if :math:`q` is
+the model's own conditional of the noise in the cell; the uniform bound is the special case
 :math:`q = \mathcal{U}[0, 1)^d` (:math:`\log q = 0`).
 
 This module holds
 
 - :func:`uniform_dequantization_bound` and :func:`variational_dequantization_bound`, Monte Carlo
   estimates per data point with their standard errors (:class:`DequantizationBound`);
-- :class:`VariationalDequantizer`, a trainable :math:`q(u \mid x)` on :math:`(0, 1)^d`: a conditional
-  Gaussian, an optional conditional inverse autoregressive flow, and a sigmoid;
+- :class:`VariationalDequantizer`, a trainable :math:`q(u \mid x)` on :math:`(0, 1)^d`: a
+  conditional Gaussian, an optional conditional inverse autoregressive flow, and a sigmoid;
 - :class:`ExactDequantizer`, the optimal :math:`q` of a density with independent coordinates (the
   equality case);
 - :func:`discrete_log_prob`, :math:`\log P(x)` by tensor-product Gauss–Legendre quadrature over the
@@ -38,7 +40,9 @@ Example:
     >>> p = Independent(Normal(torch.zeros(2), 2 * torch.ones(2)), 1)
     >>> x = torch.tensor([[0, 0], [1, -3]])
     >>> exact = discrete_log_prob(p.log_prob, x)
-    >>> bound = uniform_dequantization_bound(p.log_prob, x, 1000, generator=torch.Generator().manual_seed(0))
+    >>> bound = uniform_dequantization_bound(
+    ...     p.log_prob, x, 1000, generator=torch.Generator().manual_seed(0)
+    ... )
     >>> bool((bound.value <= exact + 4 * bound.stderr).all())
     True
 
@@ -55,7 +59,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -97,13 +102,14 @@ class DequantizationBound(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 
-
 def _check_discrete(x: object, features: int | None = None) -> Tensor:
     """A ``(B, d)`` tensor of integers (any dtype that holds them)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a tensor of integer levels, got {type(x).__name__}")
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must have shape (batch, features) with both positive, got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (batch, features) with both positive, got {tuple(x.shape)}"
+        )
     if features is not None and x.shape[1] != features:
         raise ValueError(f"x must have {features} features, got shape {tuple(x.shape)}")
     if x.dtype == torch.bool or x.is_complex():
@@ -124,13 +130,15 @@ def _float_dtype(x: Tensor, dtype: torch.dtype | None) -> torch.dtype:
 def _evaluate(log_density: LogDensity, points: Tensor) -> Tensor:
     if not callable(log_density):
         raise TypeError(
-            f"log_density must be a callable mapping (..., d) points to (...) log-densities, got {type(log_density).__name__}"
+            "log_density must be a callable mapping (..., d) points to (...) log-densities, got "
+            f"{type(log_density).__name__}"
         )
     values = log_density(points)
     if not isinstance(values, Tensor) or values.shape != points.shape[:-1]:
         shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
         raise ValueError(
-            f"log_density must map points of shape {tuple(points.shape)} to shape {tuple(points.shape[:-1])}, got {shape}"
+            f"log_density must map points of shape {tuple(points.shape)} to shape "
+            f"{tuple(points.shape[:-1])}, got {shape}"
         )
     return values
 
@@ -178,7 +186,9 @@ def discrete_log_prob(
         >>> from torch.distributions import Normal
         >>> p = Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
         >>> x = torch.tensor([[0], [-1], [2]])
-        >>> quadrature = discrete_log_prob(lambda v: p.log_prob(v).squeeze(-1), x, dtype=torch.float64)
+        >>> quadrature = discrete_log_prob(
+        ...     lambda v: p.log_prob(v).squeeze(-1), x, dtype=torch.float64
+        ... )
         >>> closed_form = torch.log(p.cdf(x + 1.0) - p.cdf(x)).squeeze(-1)
         >>> bool(torch.allclose(quadrature, closed_form, atol=1e-12))
         True
@@ -214,7 +224,8 @@ def uniform_dequantization_bound(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
 ) -> DequantizationBound:
-    r"""Uniform dequantization: :math:`\mathbb{E}_{u \sim \mathcal{U}[0,1)^d} \log p(x + u) \le \log P(x)`.
+    r"""Uniform dequantization:
+    :math:`\mathbb{E}_{u \sim \mathcal{U}[0,1)^d} \log p(x + u) \le \log P(x)`.
 
     Jensen's inequality for the concave logarithm,
     :math:`\mathbb{E}_u \log p(x + u) \le \log \mathbb{E}_u\, p(x + u) = \log P(x)`, with gap
@@ -238,7 +249,8 @@ def uniform_dequantization_bound(
         >>> x = torch.tensor([[0], [3]])
         >>> bound = uniform_dequantization_bound(lambda v: p.log_prob(v).squeeze(-1), x, 10_000,
         ...                                      generator=torch.Generator().manual_seed(0))
-        >>> [round(v, 1) for v in bound.value.tolist()]  # exact: -(1/3 + log 2 pi)/2, -(37/3 + log 2 pi)/2
+        >>> # exact: -(1/3 + log 2 pi)/2, -(37/3 + log 2 pi)/2
+        >>> [round(v, 1) for v in bound.value.tolist()]
         [-1.1, -7.1]
     """
     x = _check_discrete(x)
@@ -257,14 +269,17 @@ def variational_dequantization_bound(
     generator: torch.Generator | None = None,
 ) -> DequantizationBound:
     r"""Variational dequantization (Ho et al. 2019):
-    :math:`\mathbb{E}_{u \sim q(u \mid x)}\bigl[\log p(x + u) - \log q(u \mid x)\bigr] \le \log P(x)`.
+    :math:`\mathbb{E}_{u \sim q(u \mid x)}\bigl[\log p(x + u) - \log q(u \mid x)\bigr] \le \log
+    P(x)`.
 
     For any density :math:`q(\cdot \mid x)` on :math:`[0, 1)^d`, Jensen's inequality gives
-    :math:`\mathbb{E}_q \log \frac{p(x + u)}{q(u \mid x)} \le \log \mathbb{E}_q \frac{p(x + u)}{q(u \mid x)} = \log P(x)`,
-    and the gap is :math:`\mathrm{KL}\bigl(q(u \mid x) \,\|\, p(x + u)/P(x)\bigr)`: the bound is
-    exact if and only if :math:`q(u \mid x) = p(x + u)/P(x)`. The uniform bound is
-    :math:`q = \mathcal{U}[0,1)^d`. The draws are reparametrised, so ``-value.mean()`` trains both
-    :math:`p` and :math:`q` (e.g. with ``gdmlib.vae.fit(dequantizer, data, loss=...)``).
+    :math:`\mathbb{E}_q \log \frac{p(x + u)}{q(u \mid x)} \le \log \mathbb{E}_q \frac{p(x + u)}{q(u
+    \mid
+    x)} = \log P(x)`, and the gap is :math:`\mathrm{KL}\bigl(q(u \mid x) \,\|\, p(x +
+    u)/P(x)\bigr)`: the bound is exact if and only if :math:`q(u \mid x) = p(x +
+    u)/P(x)`. The uniform bound is :math:`q =
+    \mathcal{U}[0,1)^d`. The draws are reparametrised, so ``-value.mean()`` trains both :math:`p`
+    and :math:`q` (e.g. with ``gdmlib.training.fit(dequantizer, data, loss=...)``).
 
     Args:
         log_density: Maps points of shape ``(..., d)`` to :math:`\log p`, shape ``(...)``.
@@ -287,13 +302,17 @@ def variational_dequantization_bound(
         >>> p = Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
         >>> q = VariationalDequantizer(2, hidden=(8,), num_layers=1, flow_hidden=(8,))
         >>> bound = variational_dequantization_bound(p.log_prob, torch.tensor([[0, 1]]), q, 1000)
-        >>> bool(bound.value <= discrete_log_prob(p.log_prob, torch.tensor([[0, 1]])) + 4 * bound.stderr)
+        >>> exact = discrete_log_prob(p.log_prob, torch.tensor([[0, 1]]))
+        >>> bool(bound.value <= exact + 4 * bound.stderr)
         True
     """
     x = _check_discrete(x)
     num_samples = _check_positive_int("num_samples", num_samples)
     if not hasattr(dequantizer, "rsample_and_log_prob"):
-        raise TypeError(f"dequantizer must have rsample_and_log_prob(x, num_samples), got {type(dequantizer).__name__}")
+        raise TypeError(
+            "dequantizer must have rsample_and_log_prob(x, num_samples), got "
+            f"{type(dequantizer).__name__}"
+        )
     u, log_q = dequantizer.rsample_and_log_prob(x, num_samples, generator=generator)
     if u.shape != (num_samples, *x.shape) or log_q.shape != (num_samples, x.shape[0]):
         raise ValueError(
@@ -313,12 +332,13 @@ def variational_dequantization_bound(
 class VariationalDequantizer(nn.Module):
     r"""A dequantization distribution :math:`q(u \mid x)` on :math:`(0, 1)^d` (Ho et al. 2019).
 
-    An MLP of :math:`x` gives a Gaussian :math:`\mathcal{N}(\mu(x), \mathrm{diag}\,\sigma^2(x))` and a
-    context :math:`h(x)`; ``num_layers`` inverse autoregressive layers conditioned on :math:`h(x)`
+    An MLP of :math:`x` gives a Gaussian :math:`\mathcal{N}(\mu(x), \mathrm{diag}\,\sigma^2(x))` and
+    a context :math:`h(x)`; ``num_layers`` inverse autoregressive layers conditioned on :math:`h(x)`
     reshape it; a sigmoid squashes the result into the unit cell:
 
     .. math::
-        v_0 = \mu(x) + \sigma(x) \odot \varepsilon, \quad v = T(v_0; h(x)), \quad u = \mathrm{sigmoid}(v),
+        v_0 = \mu(x) + \sigma(x) \odot \varepsilon, \quad v = T(v_0; h(x)), \quad u =
+        \mathrm{sigmoid}(v),
 
     .. math::
         \log q(u \mid x) = \log \mathcal{N}(v_0; \mu, \sigma^2)
@@ -371,15 +391,25 @@ class VariationalDequantizer(nn.Module):
         self.features = _check_positive_int("features", features)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"num_layers must be a non-negative int, got {num_layers!r}")
-        self.context_features = _check_positive_int("context_features", context_features) if num_layers else 0
-        if not (isinstance(input_scale, (int, float)) and math.isfinite(input_scale) and input_scale > 0):
+        self.context_features = (
+            _check_positive_int("context_features", context_features) if num_layers else 0
+        )
+        if not (
+            isinstance(input_scale, (int, float)) and math.isfinite(input_scale) and input_scale > 0
+        ):
             raise ValueError(f"input_scale must be positive and finite, got {input_scale!r}")
         if not (isinstance(input_shift, (int, float)) and math.isfinite(input_shift)):
             raise ValueError(f"input_shift must be a finite number, got {input_shift!r}")
         self.input_shift, self.input_scale = float(input_shift), float(input_scale)
         self.net = MLP(features, 2 * features + self.context_features, hidden, activation)
         self.flow = (
-            iaf(features, num_layers, hidden=flow_hidden, activation=activation, context_features=self.context_features)
+            iaf(
+                features,
+                num_layers,
+                hidden=flow_hidden,
+                activation=activation,
+                context_features=self.context_features,
+            )
             if num_layers
             else None
         )
@@ -399,7 +429,8 @@ class VariationalDequantizer(nn.Module):
     def rsample_and_log_prob(
         self, x: Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Reparametrised draws :math:`u`, shape ``(S, B, d)``, and :math:`\\log q(u \\mid x)`, shape ``(S, B)``."""
+        """Reparametrised draws :math:`u`, shape ``(S, B, d)``, and :math:`\\log q(u \\mid x)`,
+        shape ``(S, B)``."""
         num_samples = _check_positive_int("num_samples", num_samples)
         loc, scale, context = self._params(x)
         v0 = gaussian.rsample(loc, scale, num_samples, generator)
@@ -411,10 +442,18 @@ class VariationalDequantizer(nn.Module):
         return torch.sigmoid(v), log_q - self._log_sigmoid_derivative(v)
 
     def log_prob(self, u: Tensor, x: Tensor) -> Tensor:
-        """:math:`\\log q(u \\mid x)` for ``u`` of shape ``(..., B, d)`` in :math:`(0, 1)^d`; returns ``(..., B)``."""
+        """:math:`\\log q(u \\mid x)` for ``u`` of shape ``(..., B, d)`` in :math:`(0, 1)^d`;
+        returns ``(..., B)``."""
         loc, scale, context = self._params(x)
-        if not isinstance(u, Tensor) or not u.is_floating_point() or u.dim() < 2 or u.shape[-2:] != loc.shape:
-            raise ValueError(f"u must be a floating tensor of shape (..., {loc.shape[0]}, {self.features})")
+        if (
+            not isinstance(u, Tensor)
+            or not u.is_floating_point()
+            or u.dim() < 2
+            or u.shape[-2:] != loc.shape
+        ):
+            raise ValueError(
+                f"u must be a floating tensor of shape (..., {loc.shape[0]}, {self.features})"
+            )
         if not ((u > 0) & (u < 1)).all():
             raise ValueError("u must lie in the open unit cell (0, 1)^d")
         v = torch.logit(u)
@@ -431,17 +470,20 @@ class VariationalDequantizer(nn.Module):
 
 
 class ExactDequantizer:
-    r"""The optimal dequantizer :math:`q(u \mid x) = p(x + u) / P(x)` of a density with independent coordinates.
+    r"""The optimal dequantizer :math:`q(u \mid x) = p(x + u) / P(x)` of a density with independent
+    coordinates.
 
     For :math:`p(y) = \prod_j p_j(y_j)` with CDFs :math:`F_j`, the cell probability factorises,
-    :math:`P(x) = \prod_j \bigl(F_j(x_j + 1) - F_j(x_j)\bigr)`, and :math:`q` is sampled by inverting
-    the CDF in each coordinate:
+    :math:`P(x) = \prod_j \bigl(F_j(x_j + 1) - F_j(x_j)\bigr)`, and :math:`q` is sampled by
+    inverting the CDF in each coordinate:
 
     .. math::
-        u_j = F_j^{-1}\bigl(F_j(x_j) + w_j\,(F_j(x_j + 1) - F_j(x_j))\bigr) - x_j, \qquad w \sim \mathcal{U}[0, 1)^d .
+        u_j = F_j^{-1}\bigl(F_j(x_j) + w_j\,(F_j(x_j + 1) - F_j(x_j))\bigr) - x_j, \qquad w \sim
+        \mathcal{U}[0, 1)^d .
 
-    With it the variational bound is exact, draw by draw: :math:`\log p(x + u) - \log q(u \mid x) = \log P(x)`.
-    The inversion loses accuracy in far tails, where :math:`F_j(x_j + 1) - F_j(x_j)` underflows.
+    With it the variational bound is exact, draw by draw:
+    :math:`\log p(x + u) - \log q(u \mid x) = \log P(x)`. The inversion loses accuracy in far tails,
+    where :math:`F_j(x_j + 1) - F_j(x_j)` underflows.
 
     Args:
         marginals: A ``torch.distributions`` distribution with ``batch_shape`` ``(d,)`` and scalar
@@ -459,17 +501,23 @@ class ExactDequantizer:
 
     def __init__(self, marginals: torch.distributions.Distribution) -> None:
         if not isinstance(marginals, torch.distributions.Distribution):
-            raise TypeError(f"marginals must be a torch.distributions.Distribution, got {type(marginals).__name__}")
+            raise TypeError(
+                "marginals must be a torch.distributions.Distribution, got "
+                f"{type(marginals).__name__}"
+            )
         if len(marginals.batch_shape) != 1 or marginals.event_shape != torch.Size():
             raise ValueError(
-                "marginals must have batch_shape (d,) and scalar events (one univariate law per coordinate), got "
-                f"batch_shape {tuple(marginals.batch_shape)} and event_shape {tuple(marginals.event_shape)}"
+                "marginals must have batch_shape (d,) and scalar events (one univariate law per "
+                f"coordinate), got batch_shape {tuple(marginals.batch_shape)} and event_shape "
+                f"{tuple(marginals.event_shape)}"
             )
         probe = marginals.mean
         try:
             marginals.icdf(marginals.cdf(probe))
         except NotImplementedError as error:
-            raise TypeError(f"marginals must implement cdf and icdf; {type(marginals).__name__} does not") from error
+            raise TypeError(
+                f"marginals must implement cdf and icdf; {type(marginals).__name__} does not"
+            ) from error
         self.marginals = marginals
         self.features = marginals.batch_shape[0]
         self.dtype, self.device = probe.dtype, probe.device
@@ -483,14 +531,16 @@ class ExactDequantizer:
         return x, self.marginals.cdf(x), self.marginals.cdf(x + 1)
 
     def cell_log_prob(self, x: Tensor) -> Tensor:
-        r"""The closed form :math:`\log P(x) = \sum_j \log\bigl(F_j(x_j + 1) - F_j(x_j)\bigr)`, shape ``(B,)``."""
+        r"""The closed form :math:`\log P(x) = \sum_j \log\bigl(F_j(x_j + 1) - F_j(x_j)\bigr)`,
+        shape ``(B,)``."""
         _, low, high = self._cell_bounds(x)
         return torch.log(high - low).sum(-1)
 
     def rsample_and_log_prob(
         self, x: Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Draws :math:`u \\sim p(x + u)/P(x)`, shape ``(S, B, d)``, and :math:`\\log q(u \\mid x)`, shape ``(S, B)``."""
+        """Draws :math:`u \\sim p(x + u)/P(x)`, shape ``(S, B, d)``, and :math:`\\log q(u \\mid x)`,
+        shape ``(S, B)``."""
         num_samples = _check_positive_int("num_samples", num_samples)
         x, low, high = self._cell_bounds(x)
         w = torch.rand((num_samples, *x.shape), generator=generator, device=x.device, dtype=x.dtype)

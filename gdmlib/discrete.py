@@ -1,4 +1,5 @@
-r"""Discrete latent variables: the Gumbel-max trick, the Gumbel-softmax relaxation, vector quantisation.
+r"""Discrete latent variables: the Gumbel-max trick, the Gumbel-softmax relaxation, vector
+quantisation.
 
 - :func:`gumbel_max` draws **exact** categorical samples: with i.i.d. standard Gumbel noise
   :math:`g_k = -\log(-\log U_k)`, :math:`U_k \sim \mathcal{U}(0, 1)`,
@@ -56,7 +57,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +67,7 @@ from torch import Tensor, nn
 from gdmlib._checks import check_batch, check_input_shape
 from gdmlib._checks import check_positive_int as _check_positive_int
 from gdmlib.nets import MLP, Activation
-from gdmlib.vae import ELBO, Decoder, importance_weighted_bound, make_decoder
+from gdmlib.vae import ELBO, importance_weighted_bound, make_decoder
 
 __all__ = [
     "CategoricalVAE",
@@ -87,14 +89,31 @@ def _check_logits(logits: object) -> Tensor:
     if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dim() < 1 or logits.shape[-1] < 1:
-        raise ValueError(f"logits must have shape (..., K) with K >= 1 categories, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must have shape (..., K) with K >= 1 categories, got {tuple(logits.shape)}"
+        )
     return logits
+
+
+def _check_code_indices(indices: Tensor, codebook: Tensor) -> None:
+    if indices.device != codebook.device:
+        raise ValueError(
+            f"indices are on {indices.device} but the codebook on {codebook.device}; move them "
+            "with .to()"
+        )
+    if indices.numel() and bool(((indices < 0) | (indices >= codebook.shape[0])).any()):
+        bad = indices[(indices < 0) | (indices >= codebook.shape[0])].flatten()[0]
+        raise ValueError(
+            f"indices must lie in 0..{codebook.shape[0] - 1} (the codebook's codes), got {int(bad)}"
+        )
 
 
 def _check_tau(tau: object) -> float:
     if isinstance(tau, Tensor):
         if tau.numel() != 1:
-            raise ValueError(f"tau must be a single number, got a tensor of shape {tuple(tau.shape)}")
+            raise ValueError(
+                f"tau must be a single number, got a tensor of shape {tuple(tau.shape)}"
+            )
         tau = float(tau)
     if isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise TypeError(f"tau must be a number, got {type(tau).__name__}")
@@ -112,7 +131,8 @@ def sample_gumbel(
 ) -> Tensor:
     r"""I.i.d. standard Gumbel noise :math:`g = -\log(-\log U)`, :math:`U \sim \mathcal{U}(0, 1)`.
 
-    Its CDF is :math:`\exp(-e^{-g})`, mean the Euler–Mascheroni constant :math:`\gamma \approx 0.5772`.
+    Its CDF is :math:`\exp(-e^{-g})`, mean the Euler–Mascheroni constant
+    :math:`\gamma \approx 0.5772`.
 
     Args:
         shape: The shape of the noise.
@@ -158,7 +178,9 @@ def gumbel_max(logits: Tensor, *, generator: torch.Generator | None = None) -> T
         [1, 0]
     """
     logits = _check_logits(logits)
-    noise = sample_gumbel(logits.shape, dtype=logits.dtype, device=logits.device, generator=generator)
+    noise = sample_gumbel(
+        logits.shape, dtype=logits.dtype, device=logits.device, generator=generator
+    )
     return torch.argmax(logits.detach() + noise, dim=-1)
 
 
@@ -200,7 +222,9 @@ def gumbel_softmax(
     """
     logits = _check_logits(logits)
     tau = _check_tau(tau)
-    noise = sample_gumbel(logits.shape, dtype=logits.dtype, device=logits.device, generator=generator)
+    noise = sample_gumbel(
+        logits.shape, dtype=logits.dtype, device=logits.device, generator=generator
+    )
     soft = torch.softmax((logits + noise) / tau, dim=-1)
     if not hard:
         return soft
@@ -209,7 +233,8 @@ def gumbel_softmax(
 
 
 def categorical_kl_uniform(logits: Tensor) -> Tensor:
-    r"""KL divergence from a categorical :math:`q = \mathrm{softmax}(\ell)` to the uniform on K values.
+    r"""KL divergence from a categorical :math:`q = \mathrm{softmax}(\ell)` to the uniform on K
+    values.
 
     .. math::
         \mathrm{KL}(q \,\|\, \mathcal{U}_K) = \sum_{k=1}^K q_k \log \frac{q_k}{1/K}
@@ -226,6 +251,10 @@ def categorical_kl_uniform(logits: Tensor) -> Tensor:
     Returns:
         The KL of every distribution, shape ``(...)``.
 
+    Raises:
+        TypeError: If ``logits`` is not a floating tensor.
+        ValueError: On an empty last dimension, or a NaN or ``+inf`` logit.
+
     Example:
         >>> round(float(categorical_kl_uniform(torch.zeros(10))), 6)
         0.0
@@ -233,6 +262,16 @@ def categorical_kl_uniform(logits: Tensor) -> Tensor:
         0.693147
     """
     logits = _check_logits(logits)
+    if bool((torch.isnan(logits) | (logits == math.inf)).any()):
+        raise ValueError(
+            "logits must be finite or -inf (a category of probability 0), got NaN or +inf; "
+            "+inf has no softmax: subtract the row maximum or mask the other categories with -inf"
+        )
+    return _categorical_kl_uniform(logits)
+
+
+def _categorical_kl_uniform(logits: Tensor) -> Tensor:
+    # The model's own logits (unchecked: a NaN there surfaces as a non-finite training loss).
     log_q = torch.log_softmax(logits, dim=-1)
     q = log_q.exp()
     # where(q > 0, ...) keeps 0 log 0 = 0 and, unlike xlogy, a finite gradient for -inf logits.
@@ -255,7 +294,8 @@ class VQLosses(NamedTuple):
 
 
 class VectorQuantizer(nn.Module):
-    r"""Nearest-neighbour vector quantisation with straight-through gradients (van den Oord et al. 2017).
+    r"""Nearest-neighbour vector quantisation with straight-through gradients (van den Oord et al.
+    2017).
 
     Each encoder output vector :math:`z_e \in \mathbb{R}^D` is replaced by its nearest code
     :math:`e_k`, :math:`k = \arg\min_j \|z_e - e_j\|_2`, of a learned codebook
@@ -271,9 +311,9 @@ class VectorQuantizer(nn.Module):
     the codebook; the codebook moves only through :math:`\mathcal{L}_{\mathrm{codebook}}` (towards
     the encoder outputs assigned to it); and :math:`\mathcal{L}_{\mathrm{commit}}` pulls the encoder
     towards its code, weighted by :math:`\beta` alone. The straight-through output is computed as
-    :math:`\mathrm{sg}[e_k] + (z_e - \mathrm{sg}[z_e])`: the same gradient, and a forward value equal
-    to :math:`e_k` bit for bit. Both losses are means over all elements of :math:`z_e` (as in the
-    reference implementation), i.e. the paper's squared norms divided by the number of elements.
+    :math:`\mathrm{sg}[e_k] + (z_e - \mathrm{sg}[z_e])`: the same gradient, and a forward value
+    equal to :math:`e_k` bit for bit. Both losses are means over all elements of :math:`z_e` (as in
+    the reference implementation), i.e. the paper's squared norms divided by the number of elements.
 
     Inputs are ``(N, D)`` vectors or ``(N, D, *spatial)`` feature maps such as ``(N, D, H, W)``,
     with the channel dimension 1 holding the :math:`D` coordinates; every spatial position is
@@ -312,7 +352,9 @@ class VectorQuantizer(nn.Module):
         self.num_codes = num_codes
         self.dim = dim
         self.beta = float(beta)
-        self.codebook = nn.Parameter(torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes))
+        self.codebook = nn.Parameter(
+            torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes)
+        )
 
     def extra_repr(self) -> str:
         return f"num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}"
@@ -325,7 +367,8 @@ class VectorQuantizer(nn.Module):
             raise TypeError(f"z_e must be a floating-point tensor, got dtype {z_e.dtype}")
         if z_e.dim() < 2 or z_e.shape[1] != self.dim:
             raise ValueError(
-                f"z_e must have shape (N, {self.dim}) or (N, {self.dim}, H, W) (channels = dim), got {tuple(z_e.shape)}"
+                f"z_e must have shape (N, {self.dim}) or (N, {self.dim}, H, W) (channels = dim), "
+                f"got {tuple(z_e.shape)}"
             )
         return z_e.movedim(1, -1).reshape(-1, self.dim)
 
@@ -338,7 +381,8 @@ class VectorQuantizer(nn.Module):
         return distances.argmin(dim=-1).reshape(z_e.shape[:1] + z_e.shape[2:])
 
     def embed(self, indices: Tensor) -> Tensor:
-        r"""The codes of ``indices``, in the input layout: ``(N,) -> (N, D)``, ``(N, H, W) -> (N, D, H, W)``.
+        r"""The codes of ``indices``, in the input layout: ``(N,) -> (N, D)``, ``(N, H, W) -> (N, D,
+        H, W)``.
 
         Gradients flow to the codebook (this is a plain lookup, without straight-through).
         """
@@ -346,6 +390,7 @@ class VectorQuantizer(nn.Module):
             raise TypeError("indices must be an integer (int64 or int32) tensor")
         if indices.dim() < 1:
             raise ValueError("indices must have shape (N,) or (N, *spatial)")
+        _check_code_indices(indices, self.codebook)
         return F.embedding(indices, self.codebook).movedim(-1, 1)
 
     def forward(self, z_e: Tensor) -> tuple[Tensor, Tensor, VQLosses]:
@@ -364,7 +409,11 @@ class VectorQuantizer(nn.Module):
         codebook_loss = F.mse_loss(codes, z_e.detach())
         commitment_loss = self.beta * F.mse_loss(z_e, codes.detach())
         z_q = codes.detach() + (z_e - z_e.detach())
-        return z_q, indices, VQLosses(codebook_loss, commitment_loss, codebook_loss + commitment_loss)
+        return (
+            z_q,
+            indices,
+            VQLosses(codebook_loss, commitment_loss, codebook_loss + commitment_loss),
+        )
 
 
 def codebook_perplexity(indices: Tensor, num_codes: int) -> Tensor:
@@ -404,7 +453,6 @@ def codebook_perplexity(indices: Tensor, num_codes: int) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-
 def _check_reduction(reduction: object) -> str:
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
@@ -412,10 +460,16 @@ def _check_reduction(reduction: object) -> str:
 
 
 def _make_encoder(
-    encoder: nn.Module | None, input_shape: tuple[int, ...], out_features: int, hidden: Sequence[int], activation: Activation
+    encoder: nn.Module | None,
+    input_shape: tuple[int, ...],
+    out_features: int,
+    hidden: Sequence[int],
+    activation: Activation,
 ) -> nn.Module:
     if encoder is None:
-        return nn.Sequential(nn.Flatten(), MLP(math.prod(input_shape), out_features, hidden, activation))
+        return nn.Sequential(
+            nn.Flatten(), MLP(math.prod(input_shape), out_features, hidden, activation)
+        )
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
     return encoder
@@ -425,11 +479,16 @@ def _encode(encoder: nn.Module, x: Tensor, out_features: int) -> Tensor:
     first = next(encoder.parameters(), None)
     if first is not None:
         if first.device != x.device:
-            raise ValueError(f"x is on {x.device} but the model on {first.device}; move one of them")
+            raise ValueError(
+                f"x is on {x.device} but the model on {first.device}; move one of them"
+            )
         x = x.to(first.dtype)  # integer levels or float64 pixels into the network's dtype
     out = encoder(x)
     if out.dim() != 2 or out.shape != (x.shape[0], out_features):
-        raise ValueError(f"the encoder must map a batch of {x.shape[0]} to ({x.shape[0]}, {out_features}), got {tuple(out.shape)}")
+        raise ValueError(
+            f"the encoder must map a batch of {x.shape[0]} to ({x.shape[0]}, {out_features}), got "
+            f"{tuple(out.shape)}"
+        )
     return out
 
 
@@ -467,8 +526,8 @@ class VQVAE(nn.Module):
         num_codes: Codebook size :math:`K`.
         code_dim: Code dimension :math:`D`.
         num_latents: Number :math:`M` of quantised vectors per data point.
-        likelihood: ``"bernoulli"``, ``"categorical"`` (``levels`` integer levels) or ``"gaussian"``,
-            as in :func:`gdmlib.vae.make_vae`.
+        likelihood: ``"bernoulli"``, ``"categorical"`` (``levels`` integer levels) or
+            ``"gaussian"``, as in :func:`gdmlib.vae.make_vae`.
         levels: Levels of a categorical likelihood.
         hidden, activation: Of the default MLP encoder and decoder.
         beta: Commitment weight :math:`\beta`.
@@ -518,7 +577,13 @@ class VQVAE(nn.Module):
         self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
         self.decoder = make_decoder(
-            likelihood, self.latent_dim, self.input_shape, levels=levels, hidden=hidden, activation=activation, net=decoder_net
+            likelihood,
+            self.latent_dim,
+            self.input_shape,
+            levels=levels,
+            hidden=hidden,
+            activation=activation,
+            net=decoder_net,
         )
 
     def encode(self, x: Tensor) -> Tensor:
@@ -538,7 +603,10 @@ class VQVAE(nn.Module):
         if not isinstance(indices, Tensor) or indices.dtype not in (torch.int32, torch.int64):
             raise TypeError("indices must be an integer (int64 or int32) tensor")
         if indices.dim() < 1 or indices.shape[-1] != self.num_latents:
-            raise ValueError(f"indices must have shape (..., {self.num_latents}), got {tuple(indices.shape)}")
+            raise ValueError(
+                f"indices must have shape (..., {self.num_latents}), got {tuple(indices.shape)}"
+            )
+        _check_code_indices(indices, self.quantizer.codebook)
         return F.embedding(indices, self.quantizer.codebook).flatten(-2)
 
     @torch.no_grad()
@@ -553,7 +621,8 @@ class VQVAE(nn.Module):
         return -reconstruction.mean() + self.latent_dim * losses.total
 
     def elbo(self, x: Tensor, *, log_prior: Tensor | None = None, reduction: str = "mean") -> ELBO:
-        r"""The ELBO :math:`\log p_\theta(x \mid e_{k(x)}) + \log p(k(x))` of the point-mass posterior.
+        r"""The ELBO :math:`\log p_\theta(x \mid e_{k(x)}) + \log p(k(x))` of the point-mass
+        posterior.
 
         Args:
             x: A batch, shape ``(B, *input_shape)``.
@@ -569,7 +638,9 @@ class VQVAE(nn.Module):
         z_q, indices, _ = self.quantize(x)
         reconstruction = self.decoder.log_prob(x, z_q)
         if log_prior is None:
-            kl = reconstruction.new_full(reconstruction.shape, self.num_latents * math.log(self.num_codes))
+            kl = reconstruction.new_full(
+                reconstruction.shape, self.num_latents * math.log(self.num_codes)
+            )
         else:
             log_prior = self._check_log_prior(log_prior, reconstruction)
             kl = -log_prior.gather(1, indices.T).T.sum(-1)
@@ -586,11 +657,15 @@ class VQVAE(nn.Module):
             raise ValueError(f"log_prior is on {log_prior.device} but the model on {like.device}")
         total = torch.logsumexp(log_prior.double(), -1)
         if not torch.allclose(total, torch.zeros_like(total), atol=1e-4):
-            raise ValueError("every row of log_prior must be a normalised log-distribution (logsumexp = 0)")
+            raise ValueError(
+                "every row of log_prior must be a normalised log-distribution (logsumexp = 0)"
+            )
         return log_prior.to(like.dtype)
 
     @torch.no_grad()
-    def code_log_prior(self, data: Tensor, *, pseudocount: float = 1.0, chunk_size: int = 512) -> Tensor:
+    def code_log_prior(
+        self, data: Tensor, *, pseudocount: float = 1.0, chunk_size: int = 512
+    ) -> Tensor:
         r"""An independent categorical prior per position fitted to the codes of ``data``.
 
         .. math::
@@ -603,11 +678,17 @@ class VQVAE(nn.Module):
         Returns:
             Log-probabilities, shape ``(M, K)``.
         """
-        if not (isinstance(pseudocount, (int, float)) and not isinstance(pseudocount, bool) and pseudocount > 0):
+        if not (
+            isinstance(pseudocount, (int, float))
+            and not isinstance(pseudocount, bool)
+            and pseudocount > 0
+        ):
             raise ValueError(f"pseudocount must be a positive number, got {pseudocount!r}")
         chunk_size = _check_positive_int("chunk_size", chunk_size)
         data = check_batch("data", data, self.input_shape)
-        indices = torch.cat([self.codes(data[s : s + chunk_size]) for s in range(0, data.shape[0], chunk_size)])
+        indices = torch.cat(
+            [self.codes(data[s : s + chunk_size]) for s in range(0, data.shape[0], chunk_size)]
+        )
         counts = F.one_hot(indices, self.num_codes).sum(0).double() + pseudocount  # (M, K)
         return torch.log(counts / counts.sum(-1, keepdim=True)).to(self.quantizer.codebook.dtype)
 
@@ -619,13 +700,22 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, num_samples: int, *, log_prior: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        num_samples: int,
+        *,
+        log_prior: Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Decoder means at codes drawn from the prior (uniform, or ``log_prior`` of shape ``(M, K)``)."""
+        """Decoder means at codes drawn from the prior (uniform, or ``log_prior`` of shape ``(M,
+        K)``)."""
         num_samples = _check_positive_int("num_samples", num_samples)
         codebook = self.quantizer.codebook
         if log_prior is None:
-            log_prior = torch.full((self.num_latents, self.num_codes), -math.log(self.num_codes), device=codebook.device)
+            log_prior = torch.full(
+                (self.num_latents, self.num_codes),
+                -math.log(self.num_codes),
+                device=codebook.device,
+            )
         log_prior = self._check_log_prior(log_prior, codebook)
         indices = gumbel_max(log_prior.expand(num_samples, -1, -1), generator=generator)
         return self.decoder.mean(self.embed(indices))
@@ -641,7 +731,8 @@ class CategoricalVAE(nn.Module):
     The KL term is exact,
 
     .. math::
-        \mathrm{KL}\bigl(q(z \mid x) \,\|\, p(z)\bigr) = \sum_{m=1}^M \bigl(\log K - H(q(z_m \mid x))\bigr),
+        \mathrm{KL}\bigl(q(z \mid x) \,\|\, p(z)\bigr) = \sum_{m=1}^M \bigl(\log K - H(q(z_m \mid
+        x))\bigr),
 
     **summed over the latents** and, like everything in :mod:`gdmlib.vae`, averaged over the batch.
 
@@ -663,7 +754,8 @@ class CategoricalVAE(nn.Module):
         tau: The temperature :math:`\tau > 0` used by :meth:`loss` (an attribute: change it
             during training to anneal, e.g. with :func:`annealed_loss`).
         hard: Straight-through samples in :meth:`loss`.
-        encoder: A module mapping ``(B, *input_shape)`` to ``(B, M * K)`` logits, instead of the MLP.
+        encoder: A module mapping ``(B, *input_shape)`` to ``(B, M * K)`` logits, instead of the
+            MLP.
         decoder_net: A network for the decoder (``net=`` of :class:`gdmlib.vae.Decoder`).
 
     Example:
@@ -710,7 +802,13 @@ class CategoricalVAE(nn.Module):
         self.hard = hard
         self.encoder = _make_encoder(encoder, self.input_shape, self.latent_dim, hidden, activation)
         self.decoder = make_decoder(
-            likelihood, self.latent_dim, self.input_shape, levels=levels, hidden=hidden, activation=activation, net=decoder_net
+            likelihood,
+            self.latent_dim,
+            self.input_shape,
+            levels=levels,
+            hidden=hidden,
+            activation=activation,
+            net=decoder_net,
         )
 
     @property
@@ -725,11 +823,13 @@ class CategoricalVAE(nn.Module):
     def logits(self, x: Tensor) -> Tensor:
         """The posterior logits :math:`\\ell(x)`, shape ``(B, M, K)``."""
         x = check_batch("x", x, self.input_shape)
-        return _encode(self.encoder, x, self.latent_dim).unflatten(1, (self.num_latents, self.num_classes))
+        return _encode(self.encoder, x, self.latent_dim).unflatten(
+            1, (self.num_latents, self.num_classes)
+        )
 
     def kl(self, x: Tensor) -> Tensor:
         r""":math:`\sum_m (\log K - H(q(z_m \mid x)))`, one value per data point, shape ``(B,)``."""
-        return categorical_kl_uniform(self.logits(x)).sum(-1)
+        return _categorical_kl_uniform(self.logits(x)).sum(-1)
 
     def relaxed_elbo(
         self,
@@ -751,12 +851,16 @@ class CategoricalVAE(nn.Module):
         """
         reduction = _check_reduction(reduction)
         tau = self.tau if tau is None else _check_tau(tau)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (math.isfinite(beta) and beta >= 0):
+        if (
+            isinstance(beta, bool)
+            or not isinstance(beta, (int, float))
+            or not (math.isfinite(beta) and beta >= 0)
+        ):
             raise ValueError(f"beta must be a finite non-negative number, got {beta!r}")
         logits = self.logits(x)
         y = gumbel_softmax(logits, tau, hard=self.hard, generator=generator)
         reconstruction = self.decoder.log_prob(x, y.flatten(1))
-        kl = categorical_kl_uniform(logits).sum(-1)
+        kl = _categorical_kl_uniform(logits).sum(-1)
         value = reconstruction - beta * kl
         if reduction == "mean":
             return ELBO(value.mean(), reconstruction.mean(), kl.mean())
@@ -766,7 +870,9 @@ class CategoricalVAE(nn.Module):
         """Minus :meth:`relaxed_elbo`, averaged over the batch (for :func:`gdmlib.vae.fit`)."""
         return -self.relaxed_elbo(x, tau=tau, beta=beta).value
 
-    def _hard_samples(self, logits: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    def _hard_samples(
+        self, logits: Tensor, num_samples: int, generator: torch.Generator | None
+    ) -> Tensor:
         """Exact one-hot draws, ``(S, B, M, K)``."""
         indices = gumbel_max(logits.expand(num_samples, *logits.shape), generator=generator)
         return F.one_hot(indices, self.num_classes).to(logits.dtype)
@@ -792,7 +898,7 @@ class CategoricalVAE(nn.Module):
         logits = self.logits(x)
         z = self._hard_samples(logits, num_samples, generator)
         reconstruction = self.decoder.log_prob(x, z.flatten(-2)).mean(0)
-        kl = categorical_kl_uniform(logits).sum(-1)
+        kl = _categorical_kl_uniform(logits).sum(-1)
         value = reconstruction - kl
         if reduction == "mean":
             return ELBO(value.mean(), reconstruction.mean(), kl.mean())
@@ -800,7 +906,12 @@ class CategoricalVAE(nn.Module):
 
     @torch.no_grad()
     def iwae_bound(
-        self, x: Tensor, num_samples: int = 100, *, chunk_size: int = 100, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        num_samples: int = 100,
+        *,
+        chunk_size: int = 100,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         r"""The importance-weighted bound (Burda et al. 2016) with exact categorical proposals,
 
@@ -816,7 +927,11 @@ class CategoricalVAE(nn.Module):
 
         def log_weights(draws: int) -> Tensor:
             z = self._hard_samples(logits, draws, generator)
-            return self.decoder.log_prob(x, z.flatten(-2)) + log_prior - (z * log_q_table).sum((-1, -2))
+            return (
+                self.decoder.log_prob(x, z.flatten(-2))
+                + log_prior
+                - (z * log_q_table).sum((-1, -2))
+            )
 
         return importance_weighted_bound(log_weights, num_samples, chunk_size=chunk_size)
 
@@ -832,12 +947,17 @@ class CategoricalVAE(nn.Module):
         num_samples = _check_positive_int("num_samples", num_samples)
         weight = next(self.decoder.parameters())
         indices = torch.randint(
-            self.num_classes, (num_samples, self.num_latents), generator=generator, device=weight.device
+            self.num_classes,
+            (num_samples, self.num_latents),
+            generator=generator,
+            device=weight.device,
         )
         return self.decoder.mean(F.one_hot(indices, self.num_classes).to(weight.dtype).flatten(-2))
 
 
-def annealed_loss(model: CategoricalVAE, *, start: float, end: float, steps: int) -> Callable[[Tensor], Tensor]:
+def annealed_loss(
+    model: CategoricalVAE, *, start: float, end: float, steps: int
+) -> Callable[[Tensor], Tensor]:
     r"""A loss for :func:`gdmlib.vae.fit` that anneals the temperature geometrically.
 
     Call :math:`t = 0, 1, \dots` sets :math:`\tau_t = \tau_0\,(\tau_1/\tau_0)^{\min(t/(T-1), 1)}`

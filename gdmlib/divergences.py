@@ -34,13 +34,15 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.distributions import Distribution, MixtureSameFamily, constraints
 
-from gdmlib.estimate import Estimate
+from gdmlib._checks import check_positive_int, check_seed
+from gdmlib.estimate import Estimate, _mean_se_tensor
 
 __all__ = ["Estimate", "NormalFit", "fit_normal", "jsd", "jsd_mc", "kl", "kl_mc", "tv", "tv_mc"]
 
@@ -51,6 +53,12 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
 _CORE_HALF_WIDTH = 20.0
 _CORE_STEP = 1.0
 _TAIL_DOUBLINGS = 40
+# KL is declared infinite when, on an unbounded side of p's support, the integral over the outer
+# half of the integration range is at least this fraction of that over the quarter before it and
+# not negligible: a convergent integrand decays at least like 1/x^2 there (ratio 1/2 per doubling),
+# while E_p[log p/q] = inf for heavy-tailed p and light-tailed q grows (Cauchy || Normal: ratio 2).
+_DIVERGENT_TAIL_RATIO = 0.9
+_DIVERGENT_TAIL_FLOOR = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +69,9 @@ _TAIL_DOUBLINGS = 40
 def _check_univariate(*dists: Distribution) -> None:
     for name, dist in zip("pq", dists):
         if not isinstance(dist, Distribution):
-            raise TypeError(f"{name} must be a torch.distributions.Distribution, got {type(dist).__name__}")
+            raise TypeError(
+                f"{name} must be a torch.distributions.Distribution, got {type(dist).__name__}"
+            )
         if tuple(dist.event_shape) != () or tuple(dist.batch_shape) != ():
             raise ValueError(
                 f"{name} must be univariate with no batch (event_shape () and batch_shape ()), got "
@@ -93,7 +103,9 @@ def _locations_and_scales(dist: Distribution) -> list[tuple[float, float]]:
     try:
         probs = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
         shape = (3,) + (1,) * len(components.batch_shape)
-        probs = probs.reshape(shape).to(device=_param_device(components), dtype=_param_dtype(components))
+        probs = probs.reshape(shape).to(
+            device=_param_device(components), dtype=_param_dtype(components)
+        )
         quartiles = components.icdf(probs).cpu()
         quartiles = quartiles.double().reshape(3, -1)
         centres = quartiles[1]
@@ -112,7 +124,9 @@ def _locations_and_scales(dist: Distribution) -> list[tuple[float, float]]:
         if math.isfinite(centre) and math.isfinite(scale) and scale > 0:
             pairs.append((centre, scale))
     if not pairs:
-        raise ValueError(f"{type(dist).__name__} has no finite location and positive scale to integrate around")
+        raise ValueError(
+            f"{type(dist).__name__} has no finite location and positive scale to integrate around"
+        )
     return pairs
 
 
@@ -138,13 +152,16 @@ def _param_device(dist: Distribution) -> torch.device:
 
 
 def _breakpoints(p: Distribution, q: Distribution) -> np.ndarray:
-    """Panel edges: fine around every location of p and q, geometric in the tails, clipped to p's support."""
+    """Panel edges: fine around every location of p and q, geometric in the tails, clipped to p's
+    support."""
     lower, upper = _support_bounds(p)
     points = [lower, upper]
     for dist in (p, q):
         points.extend(_support_bounds(dist))
         for centre, scale in _locations_and_scales(dist):
-            core = centre + scale * np.arange(-_CORE_HALF_WIDTH, _CORE_HALF_WIDTH + _CORE_STEP, _CORE_STEP)
+            core = centre + scale * np.arange(
+                -_CORE_HALF_WIDTH, _CORE_HALF_WIDTH + _CORE_STEP, _CORE_STEP
+            )
             tail = scale * _CORE_HALF_WIDTH * 2.0 ** np.arange(1, _TAIL_DOUBLINGS + 1)
             points.extend(core)
             points.extend(centre + tail)
@@ -164,7 +181,8 @@ def _nodes(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _log_density(dist: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) in float64 for float64 x, −inf outside the support (where log_prob may raise instead)."""
+    """log p(x) in float64 for float64 x, −inf outside the support (where log_prob may raise
+    instead)."""
     # Evaluate in float64 even for float32 parameters: type promotion upcasts them, and log
     # densities of far-apart narrow components stay finite instead of overflowing to -inf.
     # The nodes live on the CPU; a distribution on a GPU is evaluated there and brought back
@@ -180,11 +198,33 @@ def _log_density(dist: Distribution, x: torch.Tensor) -> torch.Tensor:
     return log_p.to(device=x.device, dtype=torch.float64)
 
 
-def _expectation(p: Distribution, q: Distribution, integrand: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], extra: np.ndarray | None = None) -> float:
+def _tail_diverges(
+    x: torch.Tensor, contributions: torch.Tensor, centre: float, side: float
+) -> bool:
+    """Whether the integral's contributions on one side (``side`` = +1 or -1) grow with the
+    distance."""
+    distance = side * (x - centre)
+    reach = float(distance.max())
+    if not reach > 0:
+        return False
+    outer = float(contributions[(distance > reach / 2)].sum())
+    inner = float(contributions[(distance > reach / 4) & (distance <= reach / 2)].sum())
+    return outer > _DIVERGENT_TAIL_FLOOR and outer >= _DIVERGENT_TAIL_RATIO * inner
+
+
+def _expectation(
+    p: Distribution,
+    q: Distribution,
+    integrand: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    extra: np.ndarray | None = None,
+    check_tails: bool = False,
+) -> float:
     r"""Compute :math:`\int p(x)\, g(\log p(x), \log q(x))\, dx` by Gauss–Legendre panels.
 
     Terms where :math:`p(x) = 0` contribute zero whatever :math:`g` is (the convention
     :math:`0 \log 0 = 0`); an infinite :math:`g` where :math:`p > 0` makes the result infinite.
+    With ``check_tails``, an integral whose contributions grow towards an unbounded end of p's
+    support (the panels reach 2^40 scales out) is infinite too.
     """
     edges = _breakpoints(p, q)
     if extra is not None and extra.size:
@@ -198,7 +238,14 @@ def _expectation(p: Distribution, q: Distribution, integrand: Callable[[torch.Te
     if bool((torch.isinf(values) & (values > 0) & has_mass).any()):
         return math.inf
     terms = torch.where(has_mass, torch.exp(log_p) * values, torch.zeros_like(values))
-    return float((torch.from_numpy(w) * terms).sum())
+    contributions = torch.from_numpy(w) * terms
+    if check_tails:
+        lower, upper = _support_bounds(p)
+        centre = _locations_and_scales(p)[0][0]
+        for side, bound in ((1.0, upper), (-1.0, lower)):
+            if math.isinf(bound) and _tail_diverges(x_t, contributions, centre, side):
+                return math.inf
+    return float(contributions.sum())
 
 
 def _kl_integrand(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -206,7 +253,8 @@ def _kl_integrand(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 
 
 def kl(p: Distribution, q: Distribution) -> float:
-    r"""Kullback–Leibler divergence :math:`\mathrm{KL}(p \,\|\, q) = \int p(x) \log \frac{p(x)}{q(x)}\, dx`.
+    r"""Kullback–Leibler divergence
+    :math:`\mathrm{KL}(p \,\|\, q) = \int p(x) \log \frac{p(x)}{q(x)}\, dx`.
 
     Args:
         p: A univariate distribution with ``log_prob`` (and ``icdf`` or ``mean``/``stddev``, used to
@@ -214,7 +262,10 @@ def kl(p: Distribution, q: Distribution) -> float:
         q: Another univariate distribution.
 
     Returns:
-        The divergence in nats, a Python float; ``math.inf`` when p puts mass where q has none.
+        The divergence in nats, a Python float; ``math.inf`` when p puts mass where q has none,
+        or when p's tails are too heavy for q's (the integrand's contributions grow towards an
+        unbounded end of the support: :math:`\mathrm{KL}(\text{Cauchy} \,\|\, \mathcal{N}) =
+        \infty`, while :math:`\mathrm{KL}(\mathcal{N} \,\|\, \text{Cauchy})` is finite).
 
     Raises:
         TypeError: If p or q is not a ``torch.distributions.Distribution``.
@@ -226,9 +277,12 @@ def kl(p: Distribution, q: Distribution) -> float:
         0.443147
         >>> kl(Uniform(0.0, 2.0), Uniform(0.0, 1.0))
         inf
+        >>> from torch.distributions import Cauchy
+        >>> kl(Cauchy(0.0, 1.0), Normal(0.0, 1.0)), round(kl(Normal(0.0, 1.0), Cauchy(0.0, 1.0)), 6)
+        (inf, 0.259244)
     """
     _check_univariate(p, q)
-    return max(_expectation(p, q, _kl_integrand), 0.0)
+    return max(_expectation(p, q, _kl_integrand, check_tails=True), 0.0)
 
 
 def jsd(p: Distribution, q: Distribution) -> float:
@@ -258,7 +312,9 @@ def jsd(p: Distribution, q: Distribution) -> float:
         log_m = torch.logaddexp(log_a, log_b) - math.log(2.0)
         return log_a - log_m
 
-    value = 0.5 * _expectation(p, q, half_kl_to_mixture) + 0.5 * _expectation(q, p, half_kl_to_mixture)
+    value = 0.5 * _expectation(p, q, half_kl_to_mixture) + 0.5 * _expectation(
+        q, p, half_kl_to_mixture
+    )
     return min(max(value, 0.0), math.log(2.0))
 
 
@@ -285,7 +341,8 @@ def _crossings(p: Distribution, q: Distribution) -> np.ndarray:
 
 
 def tv(p: Distribution, q: Distribution) -> float:
-    r"""Total variation distance :math:`\sup_A |P(A) - Q(A)| = \tfrac12 \int |p - q|`, in :math:`[0, 1]`.
+    r"""Total variation distance :math:`\sup_A |P(A) - Q(A)| = \tfrac12 \int |p - q|`, in
+    :math:`[0, 1]`.
 
     Computed as :math:`\int p \,(1 - q/p)_+` with :math:`q/p = \exp(\log q - \log p)`, on panels
     that break where :math:`p = q` so the kink of :math:`|p - q|` does not cost accuracy.
@@ -316,18 +373,21 @@ def tv(p: Distribution, q: Distribution) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_mc(p: Distribution, q: Distribution, n: int) -> None:
+def _check_mc(p: Distribution, q: Distribution, n: int, seed: int | None) -> None:
     for name, dist in zip("pq", (p, q)):
         if not isinstance(dist, Distribution):
-            raise TypeError(f"{name} must be a torch.distributions.Distribution, got {type(dist).__name__}")
+            raise TypeError(
+                f"{name} must be a torch.distributions.Distribution, got {type(dist).__name__}"
+            )
     if tuple(p.event_shape) != tuple(q.event_shape):
-        raise ValueError(f"p and q must have the same event_shape, got {tuple(p.event_shape)} and {tuple(q.event_shape)}")
+        raise ValueError(
+            f"p and q must have the same event_shape, got {tuple(p.event_shape)} and "
+            f"{tuple(q.event_shape)}"
+        )
     if tuple(p.batch_shape) != () or tuple(q.batch_shape) != ():
         raise ValueError("p and q must have batch_shape (); got a batch of distributions")
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 2:
-        raise ValueError(f"n must be at least 2 to estimate a standard error, got {n}")
+    check_positive_int("n", n, minimum=2)
+    check_seed(seed)
 
 
 def _sample(dist: Distribution, n: int, seed: int | None) -> torch.Tensor:
@@ -339,24 +399,28 @@ def _sample(dist: Distribution, n: int, seed: int | None) -> torch.Tensor:
         return dist.sample((n,))
 
 
-def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
-    values = values.double()
-    return float(values.mean()), float(values.std(unbiased=True) / math.sqrt(values.numel()))
-
-
-def kl_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None) -> Estimate:
-    r"""Monte Carlo estimate of :math:`\mathrm{KL}(p \,\|\, q) = \mathbb{E}_{x \sim p}[\log p(x) - \log q(x)]`.
+def kl_mc(
+    p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None
+) -> Estimate:
+    r"""Monte Carlo estimate of
+    :math:`\mathrm{KL}(p \,\|\, q) = \mathbb{E}_{x \sim p}[\log p(x) - \log q(x)]`.
 
     Args:
         p: A distribution with ``sample`` and ``log_prob``, of any event shape.
         q: A distribution with ``log_prob`` and the same event shape.
         n: Number of samples from p.
-        seed: Seed of the samples (the global random state is left untouched); ``None`` draws from
-            the global state.
+        seed: Seed of the samples, a non-negative int (the global random state is left
+            untouched); ``None`` draws from the global state.
 
     Returns:
         The :class:`Estimate` (value and standard error). An infinite value means a sample of p fell
         where q has no density.
+
+    Raises:
+        TypeError: If p or q is not a distribution, ``n`` not an int or ``seed`` not an int
+            (``seed=1.5`` is refused, not truncated).
+        ValueError: If the event shapes differ, a distribution is batched, ``n < 2`` or
+            ``seed < 0``.
 
     Example:
         >>> from torch.distributions import MultivariateNormal
@@ -366,12 +430,14 @@ def kl_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None
         >>> abs(est.value - 1.5) < 4 * est.stderr
         True
     """
-    _check_mc(p, q, n)
+    _check_mc(p, q, n, seed)
     x = _sample(p, n, seed)
-    return Estimate(*_mean_and_stderr(p.log_prob(x) - q.log_prob(x)))
+    return _mean_se_tensor(p.log_prob(x) - q.log_prob(x))
 
 
-def jsd_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None) -> Estimate:
+def jsd_mc(
+    p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None
+) -> Estimate:
     r"""Monte Carlo estimate of the Jensen–Shannon divergence, n samples from each of p and q.
 
     .. math::
@@ -381,17 +447,19 @@ def jsd_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | Non
     The two halves are independent, so the standard error is
     :math:`\tfrac12 \sqrt{s_p^2 + s_q^2}` from the halves' own standard errors.
     """
-    _check_mc(p, q, n)
+    _check_mc(p, q, n, seed)
     seed_q = None if seed is None else seed + 1
     x, y = _sample(p, n, seed), _sample(q, n, seed_q)
     log_m_x = torch.logaddexp(p.log_prob(x), q.log_prob(x)) - math.log(2.0)
     log_m_y = torch.logaddexp(p.log_prob(y), q.log_prob(y)) - math.log(2.0)
-    mean_p, se_p = _mean_and_stderr(p.log_prob(x) - log_m_x)
-    mean_q, se_q = _mean_and_stderr(q.log_prob(y) - log_m_y)
+    mean_p, se_p = _mean_se_tensor(p.log_prob(x) - log_m_x)
+    mean_q, se_q = _mean_se_tensor(q.log_prob(y) - log_m_y)
     return Estimate(0.5 * (mean_p + mean_q), 0.5 * math.hypot(se_p, se_q))
 
 
-def tv_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None) -> Estimate:
+def tv_mc(
+    p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None = None
+) -> Estimate:
     r"""Monte Carlo estimate of the total variation distance, :math:`\mathbb{E}_p[(1 - q/p)_+]`.
 
     Example:
@@ -401,10 +469,10 @@ def tv_mc(p: Distribution, q: Distribution, n: int = 10_000, *, seed: int | None
         >>> est.value, est.stderr
         (0.0, 0.0)
     """
-    _check_mc(p, q, n)
+    _check_mc(p, q, n, seed)
     x = _sample(p, n, seed)
     ratio_excess = torch.clamp(-torch.expm1(q.log_prob(x) - p.log_prob(x)), min=0.0)
-    return Estimate(*_mean_and_stderr(ratio_excess))
+    return _mean_se_tensor(ratio_excess)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +483,9 @@ FitObjective = Literal["forward_kl", "reverse_kl", "jsd"]
 _OBJECTIVES = ("forward_kl", "reverse_kl", "jsd")
 # E_{z ~ N(0,1)} f(z) on Gauss–Legendre panels over |z| <= 40. (A Gauss–Hermite rule converges
 # slowly here: log pi of a two-mode mixture has complex singularities close to the real axis.)
-_STD_NODES, _STD_WEIGHTS = _nodes(np.arange(-_CORE_HALF_WIDTH, _CORE_HALF_WIDTH + _CORE_STEP, _CORE_STEP))
+_STD_NODES, _STD_WEIGHTS = _nodes(
+    np.arange(-_CORE_HALF_WIDTH, _CORE_HALF_WIDTH + _CORE_STEP, _CORE_STEP)
+)
 _STD_WEIGHTS = _STD_WEIGHTS * np.exp(-0.5 * _STD_NODES**2) / math.sqrt(2 * math.pi)
 
 
@@ -440,7 +510,8 @@ def fit_normal(
     init: tuple[float, float] = (0.0, 1.0),
     loc: float | None = None,
 ) -> NormalFit:
-    r"""Fit :math:`q = \mathcal{N}(m, s^2)` to a univariate target :math:`\pi` by minimising a divergence.
+    r"""Fit :math:`q = \mathcal{N}(m, s^2)` to a univariate target :math:`\pi` by minimising a
+    divergence.
 
     .. math::
         \text{forward\_kl}: \mathrm{KL}(\pi \,\|\, q), \qquad
@@ -448,9 +519,10 @@ def fit_normal(
         \text{jsd}: \mathrm{JSD}(q, \pi).
 
     Expectations under :math:`\pi` use the same fixed panels as :func:`kl`; expectations under
-    :math:`q` use Gauss–Legendre panels in the standardised variable :math:`z`, at :math:`m + s z_i`, so the objective is smooth in
-    :math:`(m, \log s)` and minimised by L-BFGS. This is a *local* search from ``init``: the reverse
-    KL and the JSD can have several local minima (mode seeking), so compare fits from several starts.
+    :math:`q` use Gauss–Legendre panels in the standardised variable :math:`z`, at
+    :math:`m + s z_i`, so the objective is smooth in :math:`(m, \log s)` and minimised by L-BFGS.
+    This is a *local* search from ``init``: the reverse KL and the JSD can have several local
+    minima (mode seeking), so compare fits from several starts.
 
     Args:
         target: A univariate distribution (the data :math:`\pi`).
@@ -463,7 +535,9 @@ def fit_normal(
         The :class:`NormalFit`.
 
     Raises:
-        ValueError: For an unknown objective, a non-positive initial scale or a non-univariate target.
+        TypeError: If ``init`` is not a pair of numbers or ``loc`` not a number.
+        ValueError: For an unknown objective, a non-finite ``init`` or ``loc``, a non-positive
+            initial scale, a non-univariate target, or a search that ends on NaN.
 
     Example:
         >>> from torch.distributions import Normal
@@ -474,6 +548,17 @@ def fit_normal(
     _check_univariate(target, target)
     if objective not in _OBJECTIVES:
         raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+    if not (isinstance(init, (tuple, list)) and len(init) == 2):
+        raise TypeError(f"init must be a pair (mean, standard deviation), got {init!r}")
+    for name, value in (
+        ("init[0] (the initial mean)", init[0]),
+        ("init[1] (the initial scale)", init[1]),
+        ("loc", 0.0 if loc is None else loc),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
     if not init[1] > 0:
         raise ValueError(f"the initial scale must be positive, got {init[1]}")
 
@@ -503,7 +588,10 @@ def fit_normal(
             return (weight_q * (log_q_at_q - log_pi_at_q)).sum()
         log_m_at_q = torch.logaddexp(log_q_at_q, log_pi_at_q) - math.log(2.0)
         log_m_at_pi = torch.logaddexp(log_q(x_pi, m, log_s), log_pi_at_x) - math.log(2.0)
-        return 0.5 * (weight_q * (log_q_at_q - log_m_at_q)).sum() + 0.5 * (weight_pi * (log_pi_at_x - log_m_at_pi)).sum()
+        return (
+            0.5 * (weight_q * (log_q_at_q - log_m_at_q)).sum()
+            + 0.5 * (weight_pi * (log_pi_at_x - log_m_at_pi)).sum()
+        )
 
     m0 = float(init[0]) if loc is None else float(loc)
     params = torch.tensor([m0, math.log(init[1])], dtype=torch.float64, requires_grad=True)
@@ -517,10 +605,21 @@ def fit_normal(
         return value
 
     optimizer = torch.optim.LBFGS(
-        [params], lr=1.0, max_iter=200, tolerance_grad=1e-11, tolerance_change=0.0, line_search_fn="strong_wolfe"
+        [params],
+        lr=1.0,
+        max_iter=200,
+        tolerance_grad=1e-11,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
     )
     optimizer.step(closure)
     with torch.no_grad():
         m = params[0] if loc is None else fixed_loc
         value = float(divergence(m, params[1]))
-        return NormalFit(float(m), float(torch.exp(params[1])), value)
+        fit = NormalFit(float(m), float(torch.exp(params[1])), value)
+    if not all(math.isfinite(number) for number in fit[:2]) or math.isnan(fit.value):
+        raise ValueError(
+            f"fit_normal({objective!r}) did not converge from init={tuple(init)}: got {fit}; "
+            "start closer to the target's mass or with a larger scale"
+        )
+    return fit

@@ -29,7 +29,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import torch
+import torch  # noqa: F401  (the doctests use ``torch``)
 from torch import Tensor
 
 __all__ = ["Estimate", "mean_stderr", "paired_difference"]
@@ -56,18 +56,23 @@ def _as_finite_array(name: str, values: object) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=float).ravel()
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be numbers (a sequence, an array or a tensor), got {type(values).__name__}") from error
+        raise TypeError(
+            f"{name} must be numbers (a sequence, an array or a tensor), got "
+            f"{type(values).__name__}"
+        ) from error
     if array.size < 2:
         raise ValueError(f"a standard error needs at least two values, {name} has {array.size}")
     if not np.isfinite(array).all():
         raise ValueError(
-            f"{name} must be finite (no NaN or inf); bound them first, e.g. ModeCoverage.bounded_reverse_kl"
+            f"{name} must be finite (no NaN or inf); bound them first, e.g. "
+            "ModeCoverage.bounded_reverse_kl"
         )
     return array
 
 
 def mean_stderr(values: object) -> Estimate:
-    r"""The mean of independent values (points, draws, runs, seeds) and its standard error :math:`s / \sqrt{n}`.
+    r"""The mean of independent values (points, draws, runs, seeds) and its standard error
+    :math:`s / \sqrt{n}`.
 
     Args:
         values: At least two finite numbers (a sequence, an array or a tensor of any shape).
@@ -122,4 +127,3 @@ def _mean_se_tensor(values: Tensor) -> Estimate:
     count = values.numel()
     stderr = float(values.std(unbiased=True) / math.sqrt(count)) if count > 1 else float("nan")
     return Estimate(float(values.mean()), stderr)
-

@@ -6,13 +6,14 @@ goes from data to noise (the *normalizing* direction), its ``inverse`` from nois
 
 .. math::
     z = f(x), \qquad x = f^{-1}(z), \qquad
-    \log p_X(x) = \log \mathcal{N}(f(x); 0, I) + \log\left|\det \frac{\partial f(x)}{\partial x}\right|.
+    \log p_X(x) = \log \mathcal{N}(f(x); 0, I) + \log\left|\det
+    \frac{\partial f(x)}{\partial x}\right|.
 
 ``forward(x) -> (z, ladj)`` returns :math:`\log|\det \partial z / \partial x|` evaluated at ``x``;
-``inverse(z) -> (x, ladj)`` returns :math:`\log|\det \partial x / \partial z|` evaluated at ``z``, so
-for a pair :math:`x \leftrightarrow z` the two log-determinants are exact negatives of each other.
-Vectors live in the last dimension; any leading dimensions are batch dimensions, and ``ladj`` has
-the batch shape.
+``inverse(z) -> (x, ladj)`` returns :math:`\log|\det \partial x / \partial z|` evaluated at ``z``,
+so for a pair :math:`x \leftrightarrow z` the two log-determinants are exact negatives of each
+other. Vectors live in the last dimension; any leading dimensions are batch dimensions, and ``ladj``
+has the batch shape.
 
 The layers:
 
@@ -21,8 +22,8 @@ The layers:
   :math:`z_b = x_b \odot e^{s(x_a)} + t(x_a)`. Both directions take one network evaluation.
 - :class:`MaskedAutoregressive` (MAF, Papamakarios et al. 2017): the affine map of feature
   :math:`i` depends on the features before it,
-  :math:`z_i = x_i\,e^{s_i(x_{<i})} + t_i(x_{<i})`, with all :math:`s_i, t_i` computed in one pass of
-  a :class:`MADE` network (Germain et al. 2015). Density evaluation (``forward``) is one pass;
+  :math:`z_i = x_i\,e^{s_i(x_{<i})} + t_i(x_{<i})`, with all :math:`s_i, t_i` computed in one pass
+  of a :class:`MADE` network (Germain et al. 2015). Density evaluation (``forward``) is one pass;
   sampling (``inverse``) takes :math:`D` passes, one per feature.
 - :class:`InverseAutoregressive` (IAF, Kingma et al. 2016): the same layer used the other way round,
   so that sampling is one pass, :math:`x_i = z_i\,e^{s_i(z_{<i})} + t_i(z_{<i})`, and density
@@ -76,7 +77,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,6 @@ _LOG_2PI = math.log(2 * math.pi)
 # ---------------------------------------------------------------------------------------------
 
 
-
 def _check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
     if isinstance(hidden, int) or not isinstance(hidden, Sequence):
         raise TypeError(f"hidden must be a sequence of widths such as (64, 64), got {hidden!r}")
@@ -123,7 +123,9 @@ def _check_bound(log_scale_bound: float) -> float:
     if isinstance(log_scale_bound, bool) or not isinstance(log_scale_bound, (int, float)):
         raise TypeError(f"log_scale_bound must be a number, got {type(log_scale_bound).__name__}")
     if not log_scale_bound > 0:
-        raise ValueError(f"log_scale_bound must be positive (math.inf for no clamp), got {log_scale_bound}")
+        raise ValueError(
+            f"log_scale_bound must be positive (math.inf for no clamp), got {log_scale_bound}"
+        )
     return float(log_scale_bound)
 
 
@@ -140,7 +142,9 @@ def _check_vectors(name: str, x: object, features: int) -> Tensor:
 def _check_context(context: Tensor | None, context_features: int) -> Tensor | None:
     if context_features == 0:
         if context is not None:
-            raise ValueError("a context was passed to a layer built without one (context_features=0)")
+            raise ValueError(
+                "a context was passed to a layer built without one (context_features=0)"
+            )
         return None
     if context is None:
         raise ValueError(f"this layer needs a context of shape (..., {context_features}), got None")
@@ -182,15 +186,20 @@ class Transform(nn.Module):
 
     features: int
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
+    def forward(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
+    def inverse(
+        self, z: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
 
 class Inverse(Transform):
-    r"""The inverse :math:`f^{-1}` of a transform: its ``forward`` is ``transform.inverse`` and back.
+    r"""The inverse :math:`f^{-1}` of a transform: its ``forward`` is ``transform.inverse`` and
+    back.
 
     Args:
         transform: The transform :math:`f` to invert; it is kept, not copied.
@@ -199,7 +208,9 @@ class Inverse(Transform):
     def __init__(self, transform: Transform) -> None:
         super().__init__()
         if not isinstance(transform, Transform):
-            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}"
+            )
         self.transform = transform
         self.features = transform.features
 
@@ -229,10 +240,14 @@ class Compose(Transform):
             raise ValueError("Compose needs at least one transform")
         for transform in transforms:
             if not isinstance(transform, Transform):
-                raise TypeError(f"every layer must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+                raise TypeError(
+                    f"every layer must be a gdmlib.flows.Transform, got {type(transform).__name__}"
+                )
         dims = {transform.features for transform in transforms}
         if len(dims) != 1:
-            raise ValueError(f"all transforms must have the same number of features, got {sorted(dims)}")
+            raise ValueError(
+                f"all transforms must have the same number of features, got {sorted(dims)}"
+            )
         self.transforms = nn.ModuleList(transforms)
         self.features = dims.pop()
 
@@ -265,9 +280,13 @@ class Permutation(Transform):
         super().__init__()
         perm = torch.as_tensor(permutation).flatten()
         if perm.numel() == 0 or perm.dtype.is_floating_point or perm.dtype == torch.bool:
-            raise ValueError(f"permutation must be a non-empty sequence of ints, got {permutation!r}")
+            raise ValueError(
+                f"permutation must be a non-empty sequence of ints, got {permutation!r}"
+            )
         if not torch.equal(perm.sort().values, torch.arange(perm.numel())):
-            raise ValueError(f"permutation must hold each of 0..{perm.numel() - 1} once, got {perm.tolist()}")
+            raise ValueError(
+                f"permutation must hold each of 0..{perm.numel() - 1} once, got {perm.tolist()}"
+            )
         self.features = perm.numel()
         self.register_buffer("permutation", perm.long())
         self.register_buffer("inverse_permutation", torch.argsort(perm))
@@ -349,7 +368,10 @@ class AffineCoupling(Transform):
             mask = torch.arange(features) < features // 2
         mask = torch.as_tensor(mask)
         if mask.shape != (features,) or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a bool tensor of shape ({features},), got {mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be a bool tensor of shape ({features},), got {mask.dtype} "
+                f"{tuple(mask.shape)}"
+            )
         num_kept = int(mask.sum())
         if num_kept in (0, features):
             raise ValueError("mask must keep at least one feature and transform at least one")
@@ -393,7 +415,8 @@ class AffineCoupling(Transform):
 
 
 class MaskedLinear(nn.Linear):
-    r"""A linear layer whose weight is multiplied by a fixed 0/1 mask: :math:`y = (W \odot M) x + b`.
+    r"""A linear layer whose weight is multiplied by a fixed 0/1 mask:
+    :math:`y = (W \odot M) x + b`.
 
     Args:
         mask: Tensor of shape ``(out_features, in_features)``; nonzero entries are connections.
@@ -401,7 +424,9 @@ class MaskedLinear(nn.Linear):
 
     def __init__(self, mask: Tensor) -> None:
         if mask.dim() != 2:
-            raise ValueError(f"mask must be 2-D (out_features, in_features), got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be 2-D (out_features, in_features), got shape {tuple(mask.shape)}"
+            )
         super().__init__(mask.shape[1], mask.shape[0])
         self.register_buffer("mask", (mask != 0).to(self.weight.dtype))
 
@@ -410,7 +435,8 @@ class MaskedLinear(nn.Linear):
 
 
 class MADE(nn.Module):
-    r"""Masked autoencoder for distribution estimation (Germain et al. 2015), optionally conditional.
+    r"""Masked autoencoder for distribution estimation (Germain et al. 2015), optionally
+    conditional.
 
     Maps :math:`x \in \mathbb{R}^D` (and a context :math:`h`) to ``params_per_feature`` numbers per
     feature, output of shape ``(..., params_per_feature, D)``, such that the outputs of feature
@@ -421,9 +447,9 @@ class MADE(nn.Module):
         \text{whenever } \mathrm{order}_j \ge \mathrm{order}_i.
 
     Every unit gets a degree: input :math:`j` has degree :math:`\mathrm{order}_j`, hidden units get
-    degrees in :math:`\{0, \dots, D-2\}` (cycled), and a connection exists from degree :math:`d` to a
-    hidden unit of degree :math:`d'` iff :math:`d' \ge d`, and to an output of degree :math:`d'` iff
-    :math:`d' > d`. The context is added through a dense linear map to the first layer, together
+    degrees in :math:`\{0, \dots, D-2\}` (cycled), and a connection exists from degree :math:`d` to
+    a hidden unit of degree :math:`d'` iff :math:`d' \ge d`, and to an output of degree :math:`d'`
+    iff :math:`d' > d`. The context is added through a dense linear map to the first layer, together
     with extra hidden units of degree :math:`-1` that see the context only; they are what lets the
     first feature's outputs depend on :math:`h` (and, for :math:`D = 1`, on anything at all). Hidden
     widths of at least :math:`D` give every allowed connection a path.
@@ -464,8 +490,12 @@ class MADE(nn.Module):
         self.context_features = _check_positive_int("context_features", context_features, minimum=0)
         hidden = _check_hidden(hidden)
         order = torch.arange(features) if order is None else torch.as_tensor(order).flatten()
-        if order.dtype.is_floating_point or not torch.equal(order.sort().values, torch.arange(features)):
-            raise ValueError(f"order must be a permutation of 0..{features - 1}, got {order.tolist()}")
+        if order.dtype.is_floating_point or not torch.equal(
+            order.sort().values, torch.arange(features)
+        ):
+            raise ValueError(
+                f"order must be a permutation of 0..{features - 1}, got {order.tolist()}"
+            )
         self.register_buffer("order", order.long())
 
         # Degree -1 units (context only) exist when there is a context, or when D = 1 leaves no
@@ -484,7 +514,9 @@ class MADE(nn.Module):
         layers.append(MaskedLinear(out_degrees[:, None] > degrees[-1][None, :]))
         self.layers = nn.ModuleList(layers)
         first_width = hidden[0] if hidden else features * self.params_per_feature
-        self.context_layer = nn.Linear(self.context_features, first_width) if self.context_features else None
+        self.context_layer = (
+            nn.Linear(self.context_features, first_width) if self.context_features else None
+        )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """The outputs, of shape ``(..., params_per_feature, D)``."""
@@ -541,7 +573,12 @@ class MaskedAutoregressive(Transform):
     ) -> None:
         super().__init__()
         self.made = MADE(
-            features, 2, hidden=hidden, activation=activation, context_features=context_features, order=order
+            features,
+            2,
+            hidden=hidden,
+            activation=activation,
+            context_features=context_features,
+            order=order,
         )
         self.features = self.made.features
         self.context_features = self.made.context_features
@@ -630,8 +667,8 @@ def realnvp(
     context_features: int = 0,
     log_scale_bound: float = 5.0,
 ) -> Compose:
-    r"""A RealNVP stack: ``num_layers`` :class:`AffineCoupling` layers with a :class:`Reverse` between
-    consecutive ones, so that the halves swap roles. Arguments are those of the layer."""
+    r"""A RealNVP stack: ``num_layers`` :class:`AffineCoupling` layers with a :class:`Reverse`
+    between consecutive ones, so that the halves swap roles. Arguments are those of the layer."""
     return _stack(
         AffineCoupling,
         features,
@@ -688,7 +725,8 @@ def iaf(
 
 
 class Flow(nn.Module):
-    r"""A normalizing flow distribution: a standard normal base pushed through ``transform``'s inverse.
+    r"""A normalizing flow distribution: a standard normal base pushed through ``transform``'s
+    inverse.
 
     .. math::
         x = f^{-1}(u), \quad u \sim \mathcal{N}(0, I_D), \qquad
@@ -723,7 +761,9 @@ class Flow(nn.Module):
     def __init__(self, transform: Transform) -> None:
         super().__init__()
         if not isinstance(transform, Transform):
-            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}"
+            )
         self.transform = transform
         self.features = transform.features
         self.register_buffer("base_loc", torch.zeros(self.features))
@@ -731,23 +771,39 @@ class Flow(nn.Module):
 
     @property
     def base(self) -> torch.distributions.Distribution:
-        """The base distribution :math:`\\mathcal{N}(0, I_D)` as a ``torch.distributions`` object."""
-        return torch.distributions.Independent(torch.distributions.Normal(self.base_loc, self.base_scale), 1)
+        """The base distribution :math:`\\mathcal{N}(0, I_D)` as a ``torch.distributions``
+        object."""
+        return torch.distributions.Independent(
+            torch.distributions.Normal(self.base_loc, self.base_scale), 1
+        )
 
     def _base_log_prob(self, u: Tensor) -> Tensor:
         return -0.5 * (u.square().sum(-1) + self.features * _LOG_2PI)
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """:math:`\\log p(x \\mid h)`, of the batch shape of ``x`` (broadcast with the context's)."""
+        """:math:`\\log p(x \\mid h)`, of the batch shape of ``x`` (broadcast with the
+        context's)."""
         _check_vectors("x", x, self.features)
+        if x.device != self.base_loc.device:
+            raise ValueError(
+                f"x is on {x.device} but the flow on {self.base_loc.device}; move one of them with "
+                ".to()"
+            )
         u, ladj = self.transform(x, context)
         return self._base_log_prob(u) + ladj
 
     def _noise(
-        self, sample_shape: int | Sequence[int], context: Tensor | None, generator: torch.Generator | None
+        self,
+        sample_shape: int | Sequence[int],
+        context: Tensor | None,
+        generator: torch.Generator | None,
     ) -> Tensor:
-        if isinstance(sample_shape, bool) or not isinstance(sample_shape, (int, Sequence, torch.Size)):
-            raise TypeError(f"sample_shape must be an int or a sequence of ints, got {sample_shape!r}")
+        if isinstance(sample_shape, bool) or not isinstance(
+            sample_shape, (int, Sequence, torch.Size)
+        ):
+            raise TypeError(
+                f"sample_shape must be an int or a sequence of ints, got {sample_shape!r}"
+            )
         shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
             raise ValueError(f"sample_shape must hold non-negative ints, got {sample_shape!r}")
@@ -756,7 +812,11 @@ class Flow(nn.Module):
                 raise ValueError("context must be a tensor of shape (..., context_features)")
             shape = shape + tuple(context.shape[:-1])
         return torch.randn(
-            *shape, self.features, generator=generator, device=self.base_loc.device, dtype=self.base_loc.dtype
+            *shape,
+            self.features,
+            generator=generator,
+            device=self.base_loc.device,
+            dtype=self.base_loc.dtype,
         )
 
     @staticmethod
@@ -814,13 +874,15 @@ def _needs_context(transform: Transform) -> bool:
 
 
 class TransformedPosterior(nn.Module):
-    r"""A posterior pushed through a shared (unconditional) transform, :math:`q(z \mid x) = T_\# q_0(z_0 \mid x)`.
+    r"""A posterior pushed through a shared (unconditional) transform,
+    :math:`q(z \mid x) = T_\# q_0(z_0 \mid x)`.
 
     With :math:`T` the *sampling* direction of ``transform`` (its ``inverse``, noise to data),
 
     .. math::
         z_0 \sim q_0(z_0 \mid x), \quad z = T(z_0), \qquad
-        \log q(z \mid x) = \log q_0(z_0 \mid x) - \log\left|\det \frac{\partial T(z_0)}{\partial z_0}\right| .
+        \log q(z \mid x) = \log q_0(z_0 \mid x) - \log\left|\det
+        \frac{\partial T(z_0)}{\partial z_0}\right| .
 
     Unlike :class:`gdmlib.vae.IAFPosterior`, :math:`T` does not depend on :math:`x`. Such a VAE,
     with prior :math:`\mathcal{N}(0, I)` and decoder :math:`p(x \mid z)`, has exactly the ELBO of
@@ -830,8 +892,8 @@ class TransformedPosterior(nn.Module):
 
     Args:
         base: The posterior :math:`q_0`: a module with ``latent_dim``, ``input_shape`` and
-            ``rsample_and_log_prob(x, num_samples, generator=None) -> (z0 (S, B, D), log_q0 (S, B))``,
-            e.g. a :class:`gdmlib.vae.GaussianPosterior`.
+            ``rsample_and_log_prob(x, num_samples, generator=None) -> (z0 (S, B, D), log_q0 (S,
+            B))``, e.g. a :class:`gdmlib.vae.GaussianPosterior`.
         transform: An unconditional :class:`Transform` with ``features == base.latent_dim``; it is
             kept, not copied, so that it can be shared with a prior or a decoder.
 
@@ -842,7 +904,9 @@ class TransformedPosterior(nn.Module):
     Example:
         >>> from gdmlib.vae import GaussianPosterior
         >>> _ = torch.manual_seed(0)
-        >>> posterior = TransformedPosterior(GaussianPosterior((3,), 2, hidden=(8,)), iaf(2, 2, hidden=(8,)))
+        >>> posterior = TransformedPosterior(
+        ...     GaussianPosterior((3,), 2, hidden=(8,)), iaf(2, 2, hidden=(8,))
+        ... )
         >>> z, log_q = posterior.rsample_and_log_prob(torch.rand(5, 3), num_samples=4)
         >>> z.shape, log_q.shape
         (torch.Size([4, 5, 2]), torch.Size([4, 5]))
@@ -854,32 +918,45 @@ class TransformedPosterior(nn.Module):
 
     def __init__(self, base: nn.Module, transform: Transform) -> None:
         super().__init__()
-        missing = [name for name in ("latent_dim", "input_shape", "rsample_and_log_prob") if not hasattr(base, name)]
+        missing = [
+            name
+            for name in ("latent_dim", "input_shape", "rsample_and_log_prob")
+            if not hasattr(base, name)
+        ]
         if missing or not isinstance(base, nn.Module):
             raise TypeError(
-                "base must be a posterior module with latent_dim, input_shape and rsample_and_log_prob "
-                f"(e.g. gdmlib.vae.GaussianPosterior); {type(base).__name__} lacks {missing or 'nn.Module'}"
+                "base must be a posterior module with latent_dim, input_shape and "
+                f"rsample_and_log_prob (e.g. gdmlib.vae.GaussianPosterior); {type(base).__name__} "
+                f"lacks {missing or 'nn.Module'}"
             )
         if not isinstance(transform, Transform):
-            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}"
+            )
         if transform.features != base.latent_dim:
-            raise ValueError(f"the transform has {transform.features} features, the posterior {base.latent_dim}")
+            raise ValueError(
+                f"the transform has {transform.features} features, the posterior {base.latent_dim}"
+            )
         if _needs_context(transform):
-            raise ValueError("the transform must be unconditional (context_features=0): T is shared by all x")
+            raise ValueError(
+                "the transform must be unconditional (context_features=0): T is shared by all x"
+            )
         self.base, self.transform = base, transform
         self.latent_dim, self.input_shape = base.latent_dim, tuple(base.input_shape)
 
     def rsample_and_log_prob(
         self, x: Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Reparametrised draws ``z = T(z0)``, shape ``(S, B, D)``, and :math:`\\log q(z \\mid x)`, ``(S, B)``."""
+        """Reparametrised draws ``z = T(z0)``, shape ``(S, B, D)``, and :math:`\\log q(z \\mid x)`,
+        ``(S, B)``."""
         z0, log_q0 = self.base.rsample_and_log_prob(x, num_samples, generator=generator)
         z, ladj = self.transform.inverse(z0)
         return z, log_q0 - ladj
 
 
 class TransformedInput(nn.Module):
-    r"""A network applied after the sampling direction of a transform, :math:`z_0 \mapsto \mathrm{net}(T(z_0))`.
+    r"""A network applied after the sampling direction of a transform,
+    :math:`z_0 \mapsto \mathrm{net}(T(z_0))`.
 
     :math:`T` is ``transform.inverse`` (noise to data, as in :class:`TransformedPosterior`), so a
     VAE decoder built on ``TransformedInput(transform, decoder_net)`` is :math:`p(x \mid T(z_0))`:
@@ -901,7 +978,9 @@ class TransformedInput(nn.Module):
     def __init__(self, transform: Transform, net: nn.Module) -> None:
         super().__init__()
         if not isinstance(transform, Transform):
-            raise TypeError(f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be a gdmlib.flows.Transform, got {type(transform).__name__}"
+            )
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be an nn.Module, got {type(net).__name__}")
         if _needs_context(transform):

@@ -23,11 +23,15 @@ Example:
     >>> angles = torch.arange(8) * (2 * math.pi / 8)
     >>> centers = 2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)
     >>> g = torch.Generator().manual_seed(0)
-    >>> samples = centers[torch.randint(8, (2500,), generator=g)] + 0.02 * torch.randn(2500, 2, generator=g)
+    >>> samples = centers[torch.randint(8, (2500,), generator=g)] + 0.02 * torch.randn(
+    ...     2500, 2, generator=g
+    ... )
     >>> result = mode_coverage(samples, centers, std=0.02)
     >>> result.modes, round(result.high_quality, 3), round(result.reverse_kl, 3)
     (8, 0.986, 0.001)
-    >>> collapsed = mode_coverage(centers[:1] + 0.02 * torch.randn(2500, 2, generator=g), centers, std=0.02)
+    >>> collapsed = mode_coverage(
+    ...     centers[:1] + 0.02 * torch.randn(2500, 2, generator=g), centers, std=0.02
+    ... )
     >>> collapsed.modes, round(collapsed.reverse_kl, 4)  # log 8 = 2.0794
     (1, 2.0794)
 
@@ -47,7 +51,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
 
 __all__ = ["ModeCoverage", "mode_coverage"]
 
@@ -82,7 +85,9 @@ class ModeCoverage:
         averageable over runs (a mean with a standard error) without hiding a collapse.
 
         Example:
-            >>> ModeCoverage(modes=0, high_quality=0.0, reverse_kl=math.inf, counts=(0, 0, 0, 0)).bounded_reverse_kl
+            >>> ModeCoverage(
+            ...     modes=0, high_quality=0.0, reverse_kl=math.inf, counts=(0, 0, 0, 0)
+            ... ).bounded_reverse_kl
             1.3862943611198906
         """
         return min(self.reverse_kl, math.log(len(self.counts)))
@@ -127,16 +132,24 @@ def mode_coverage(samples: Tensor, centers: Tensor, std: float) -> ModeCoverage:
     """
     for name, points in (("samples", samples), ("centers", centers)):
         if not isinstance(points, Tensor) or not points.is_floating_point():
-            raise TypeError(f"{name} must be a floating torch.Tensor, got {type(points).__name__}"
-                            + (f" of dtype {points.dtype}" if isinstance(points, Tensor) else ""))
+            raise TypeError(
+                f"{name} must be a floating torch.Tensor, got {type(points).__name__}"
+                + (f" of dtype {points.dtype}" if isinstance(points, Tensor) else "")
+            )
         if points.dim() != 2 or points.shape[0] == 0:
-            raise ValueError(f"{name} must have shape (count, d) with count >= 1, got {tuple(points.shape)}")
+            raise ValueError(
+                f"{name} must have shape (count, d) with count >= 1, got {tuple(points.shape)}"
+            )
     if samples.shape[1] != centers.shape[1]:
         raise ValueError(
-            f"samples and centers must have the same dimension d, got {samples.shape[1]} and {centers.shape[1]}"
+            "samples and centers must have the same dimension d, "
+            f"got {samples.shape[1]} and {centers.shape[1]}"
         )
     if samples.device != centers.device:
-        raise ValueError(f"samples and centers must be on the same device, got {samples.device} and {centers.device}")
+        raise ValueError(
+            "samples and centers must be on the same device, "
+            f"got {samples.device} and {centers.device}"
+        )
     if isinstance(std, bool) or not isinstance(std, numbers.Real):
         raise TypeError(f"std must be a positive number, got {type(std).__name__}")
     if not (math.isfinite(std) and std > 0):
@@ -157,7 +170,9 @@ def mode_coverage(samples: Tensor, centers: Tensor, std: float) -> ModeCoverage:
         reverse_kl = math.inf
     else:
         # Python floats, so that a single-mode histogram gives exactly log K.
-        reverse_kl = sum(count / total * math.log(num_modes * count / total) for count in counts if count > 0)
+        reverse_kl = sum(
+            count / total * math.log(num_modes * count / total) for count in counts if count > 0
+        )
     return ModeCoverage(
         modes=sum(count > 0 for count in counts),
         high_quality=total / samples.shape[0],

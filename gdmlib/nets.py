@@ -3,8 +3,8 @@ r"""Small network building blocks shared by every model of the book.
 Two families:
 
 - :class:`MLP`, a fully connected network
-  :math:`x \mapsto W_L\,\sigma(\cdots\sigma(W_1 x + b_1)\cdots) + b_L` with a linear last layer, used
-  for 1-D and 2-D toys, critics, encoders and decoders of low-dimensional data;
+  :math:`x \mapsto W_L\,\sigma(\cdots\sigma(W_1 x + b_1)\cdots) + b_L` with a linear last layer,
+  used for 1-D and 2-D toys, critics, encoders and decoders of low-dimensional data;
 - :class:`ConvEncoder8` and :class:`ConvDecoder8`, a small convolutional pair for 8×8 single-channel
   images (scikit-learn's digits): the encoder maps ``(N, 1, 8, 8)`` to ``(N, out_features)`` and the
   decoder maps ``(N, in_features)`` to logits of shape ``(N, 1, 8, 8)``.
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ from gdmlib._checks import check_positive_int as _check_positive_int
 
 __all__ = ["Activation", "BatchedMLP", "ConvDecoder8", "ConvEncoder8", "MLP", "make_activation"]
 
-Activation = Union[str, type, Callable[[], nn.Module], nn.Module]
+Activation = str | type | Callable[[], nn.Module] | nn.Module
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -74,20 +74,47 @@ def make_activation(activation: Activation) -> nn.Module:
     if isinstance(activation, str):
         key = activation.strip().lower()
         if key not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: expected one of {sorted(_ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}: expected one of {sorted(_ACTIVATIONS)}"
+            )
         return _ACTIVATIONS[key]()
     if isinstance(activation, nn.Module):
         return copy.deepcopy(activation)
     if callable(activation):
         module = activation()
         if not isinstance(module, nn.Module):
-            raise TypeError(f"activation factory must return an nn.Module, got {type(module).__name__}")
+            raise TypeError(
+                f"activation factory must return an nn.Module, got {type(module).__name__}"
+            )
         return module
     raise TypeError(
         "activation must be a name, an nn.Module class or a callable returning an nn.Module, "
         f"got {type(activation).__name__}"
     )
 
+
+def _check_input(module: nn.Module, name: str, x: object) -> torch.Tensor:
+    """``x`` if it is a tensor whose dtype and device are those of ``module``'s first parameter.
+
+    Autocast is left alone: it casts the inputs of every layer itself.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{type(module).__name__} expects a torch.Tensor for {name}, got {type(x).__name__}"
+        )
+    parameter = next(module.parameters())
+    if x.device != parameter.device:
+        raise ValueError(
+            f"{name} is on {x.device} but the {type(module).__name__} on {parameter.device}; "
+            f"move one of them (x.to({str(parameter.device)!r}) or module.to({str(x.device)!r}))"
+        )
+    if x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the {type(module).__name__}'s parameters "
+            f"{parameter.dtype}; "
+            f"convert one of them (x.to({parameter.dtype}) or module.to({x.dtype}))"
+        )
+    return x
 
 
 def _normed(layer: nn.Module, spectral_norm: bool) -> nn.Module:
@@ -145,9 +172,13 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the network to ``x`` of shape ``(..., in_features)``."""
+        """Apply the network to ``x`` of shape ``(..., in_features)``, in the network's dtype and
+        device."""
+        _check_input(self, "x", x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"MLP expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"MLP expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}"
+            )
         return self.net(x)
 
 
@@ -198,10 +229,14 @@ class ConvEncoder8(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode images of shape ``(N, 1, 8, 8)`` (or ``(N, 64)``) to ``(N, out_features)``."""
+        _check_input(self, "x", x)
         if x.ndim == 2 and x.shape[1] == 64:
             x = x.reshape(-1, 1, 8, 8)
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
-            raise ValueError(f"ConvEncoder8 expects images of shape (N, 1, 8, 8) or (N, 64), got {tuple(x.shape)}")
+            raise ValueError(
+                "ConvEncoder8 expects images of shape (N, 1, 8, 8) or (N, 64), "
+                f"got {tuple(x.shape)}"
+            )
         return self.net(x)
 
 
@@ -250,8 +285,12 @@ class ConvDecoder8(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decode ``z`` of shape ``(N, in_features)`` to logits of shape ``(N, 1, 8, 8)``."""
+        _check_input(self, "z", z)
         if z.ndim != 2 or z.shape[1] != self.in_features:
-            raise ValueError(f"ConvDecoder8 expects inputs of shape (N, {self.in_features}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"ConvDecoder8 expects inputs of shape (N, {self.in_features}), "
+                f"got {tuple(z.shape)}"
+            )
         return self.net(z)
 
 
@@ -288,7 +327,8 @@ class BatchedMLP(nn.Module):
         >>> x = torch.randn(3, 5, 2)
         >>> batched(x).shape
         torch.Size([3, 5, 1])
-        >>> torch.allclose(batched(x)[1], batched.member(1)(x[1]))  # row k goes through member k alone
+        >>> # row k goes through member k alone
+        >>> torch.allclose(batched(x)[1], batched.member(1)(x[1]))
         True
     """
 
@@ -313,15 +353,21 @@ class BatchedMLP(nn.Module):
         self.biases = nn.ParameterList()
         for width_in, width_out in zip(widths[:-1], widths[1:]):
             bound = 1.0 / math.sqrt(width_in)
-            self.weights.append(nn.Parameter(torch.empty(members, width_in, width_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(members, 1, width_out).uniform_(-bound, bound)))
+            self.weights.append(
+                nn.Parameter(torch.empty(members, width_in, width_out).uniform_(-bound, bound))
+            )
+            self.biases.append(
+                nn.Parameter(torch.empty(members, 1, width_out).uniform_(-bound, bound))
+            )
         self.activations = nn.ModuleList(make_activation(activation) for _ in self.hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply member :math:`k` to ``x[k]``, for ``x`` of shape ``(members, N, in_features)``."""
+        _check_input(self, "x", x)
         if x.ndim != 3 or x.shape[0] != self.members or x.shape[-1] != self.in_features:
             raise ValueError(
-                f"BatchedMLP expects inputs of shape ({self.members}, N, {self.in_features}), got {tuple(x.shape)}"
+                f"BatchedMLP expects inputs of shape ({self.members}, N, {self.in_features}), "
+                f"got {tuple(x.shape)}"
             )
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
@@ -332,9 +378,15 @@ class BatchedMLP(nn.Module):
     @torch.no_grad()
     def member(self, index: int) -> MLP:
         """A standalone :class:`gdmlib.nets.MLP` holding a copy of member ``index``'s weights."""
-        if isinstance(index, bool) or not isinstance(index, int) or not -self.members <= index < self.members:
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not -self.members <= index < self.members
+        ):
             raise IndexError(f"member index must be an int in [0, {self.members}), got {index!r}")
-        single = MLP(self.in_features, self.out_features, hidden=self.hidden, activation=self.activation)
+        single = MLP(
+            self.in_features, self.out_features, hidden=self.hidden, activation=self.activation
+        )
         linears = [layer for layer in single.net if isinstance(layer, nn.Linear)]
         for linear, weight, bias in zip(linears, self.weights, self.biases, strict=True):
             linear.weight.copy_(weight[index].T)
@@ -342,4 +394,7 @@ class BatchedMLP(nn.Module):
         return single.to(self.weights[0].device, self.weights[0].dtype)
 
     def extra_repr(self) -> str:
-        return f"members={self.members}, in_features={self.in_features}, out_features={self.out_features}, hidden={self.hidden}"
+        return (
+            f"members={self.members}, in_features={self.in_features}, "
+            f"out_features={self.out_features}, hidden={self.hidden}"
+        )

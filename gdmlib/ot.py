@@ -5,8 +5,10 @@ For two discrete measures :math:`\mu = \sum_{i=1}^n a_i \delta_{x_i}` and
 summing to one, uniform when not given) and :math:`p \ge 1`, the :math:`p`-Wasserstein distance is
 
 .. math::
-    W_p(\mu, \nu) = \Big( \min_{P \in \Pi(a, b)} \sum_{i, j} P_{ij} \lVert x_i - y_j \rVert^p \Big)^{1/p},
-    \qquad \Pi(a, b) = \{ P \in \mathbb{R}_+^{n \times m} : P \mathbf{1} = a,\ P^\top \mathbf{1} = b \}.
+    W_p(\mu, \nu)
+    = \Big( \min_{P \in \Pi(a, b)} \sum_{i, j} P_{ij} \lVert x_i - y_j \rVert^p \Big)^{1/p},
+    \qquad \Pi(a, b)
+    = \{ P \in \mathbb{R}_+^{n \times m} : P \mathbf{1} = a,\ P^\top \mathbf{1} = b \}.
 
 - :func:`wasserstein` solves this linear programme exactly (POT's network simplex) and returns
   :math:`W_p`, not :math:`W_p^p`.
@@ -61,8 +63,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gdmlib._checks import check_positive_int, check_positive_number
+
 __all__ = [
     "KRDual",
+    "SinkhornConvergenceWarning",
     "energy_distance",
     "gaussian_w2",
     "kr_dual",
@@ -100,10 +105,13 @@ def _check_tensor(name: str, value: object) -> Tensor:
 
 
 def _check_point_clouds(x: Tensor, y: Tensor, *, batched: bool = False) -> tuple[Tensor, Tensor]:
-    """Validate two point clouds and return them as (n, d) and (m, d), or (B, n, d) and (B, m, d)."""
+    """Validate two point clouds and return them as (n, d) and (m, d), or (B, n, d) and
+    (B, m, d)."""
     x, y = _check_tensor("x", x), _check_tensor("y", y)
     allowed = (1, 2, 3) if batched else (1, 2)
-    expected = "(n, d), (n,) for points on the line" + (", or (B, n, d) for a batch" if batched else "")
+    expected = "(n, d), (n,) for points on the line" + (
+        ", or (B, n, d) for a batch" if batched else ""
+    )
     for name, points in (("x", x), ("y", y)):
         if points.dim() not in allowed:
             raise ValueError(f"{name} must have shape {expected}, got {tuple(points.shape)}")
@@ -112,28 +120,44 @@ def _check_point_clouds(x: Tensor, y: Tensor, *, batched: bool = False) -> tuple
     if x.device != y.device:
         raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
     if x.dim() != y.dim():
-        raise ValueError(f"x and y must both be batched or both unbatched, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            "x and y must both be batched or both unbatched, "
+            f"got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if x.dim() == 1:
         x, y = x.unsqueeze(-1), y.unsqueeze(-1)
     if x.shape[-1] != y.shape[-1]:
-        raise ValueError(f"x and y must have the same dimension d, got {x.shape[-1]} and {y.shape[-1]}")
+        raise ValueError(
+            f"x and y must have the same dimension d, got {x.shape[-1]} and {y.shape[-1]}"
+        )
     if x.dim() == 3 and x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}"
+        )
     if x.shape[-2] == 0 or y.shape[-2] == 0:
-        raise ValueError(f"x and y need at least one point each, got {x.shape[-2]} and {y.shape[-2]}")
+        raise ValueError(
+            f"x and y need at least one point each, got {x.shape[-2]} and {y.shape[-2]}"
+        )
     return x, y
 
 
-def _check_weights(name: str, weights: Tensor | None, shape: torch.Size, like: Tensor) -> Tensor | None:
-    """Validate a probability vector (or a batch of them) of the given shape on ``like``'s device."""
+def _check_weights(
+    name: str, weights: Tensor | None, shape: torch.Size, like: Tensor
+) -> Tensor | None:
+    """Validate a probability vector (or a batch of them) of the given shape on ``like``'s
+    device."""
     if weights is None:
         return None
     weights = _check_tensor(name, weights)
     if weights.device != like.device:
-        raise ValueError(f"{name} must be on the points' device {like.device}, got {weights.device}")
+        raise ValueError(
+            f"{name} must be on the points' device {like.device}, got {weights.device}"
+        )
     if weights.shape != shape and weights.shape != shape[-1:]:
         expected = f"{tuple(shape)} or {tuple(shape[-1:])}" if len(shape) > 1 else f"{tuple(shape)}"
-        raise ValueError(f"{name} must have shape {expected} (one weight per point), got {tuple(weights.shape)}")
+        raise ValueError(
+            f"{name} must have shape {expected} (one weight per point), got {tuple(weights.shape)}"
+        )
     values = weights.detach()
     if (values < 0).any():
         raise ValueError(f"{name} must be non-negative, got a minimum of {float(values.min()):.3g}")
@@ -153,16 +177,10 @@ def _check_p(p: float) -> float:
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number >= 1, got {type(p).__name__}")
     if not (math.isfinite(p) and p >= 1):
-        raise ValueError(f"p must be a finite number >= 1 (W_p is a distance only for p >= 1), got {p}")
+        raise ValueError(
+            f"p must be a finite number >= 1 (W_p is a distance only for p >= 1), got {p}"
+        )
     return float(p)
-
-
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
 
 
 def _ground_cost(x: Tensor, y: Tensor, p: float) -> Tensor:
@@ -185,7 +203,9 @@ def _probabilities(weights: Tensor | None, count: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def wasserstein(x: Tensor, y: Tensor, p: float = 1, a: Tensor | None = None, b: Tensor | None = None) -> Tensor:
+def wasserstein(
+    x: Tensor, y: Tensor, p: float = 1, a: Tensor | None = None, b: Tensor | None = None
+) -> Tensor:
     r"""The exact :math:`p`-Wasserstein distance between two weighted point clouds.
 
     .. math::
@@ -242,7 +262,9 @@ def wasserstein(x: Tensor, y: Tensor, p: float = 1, a: Tensor | None = None, b: 
     cost = _ground_cost(x.detach().double(), y.detach().double(), p).cpu().numpy()
     a_np, b_np = _probabilities(a, x.shape[0]), _probabilities(b, y.shape[0])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # POT's own non-convergence warning: raised below
+        warnings.simplefilter(
+            "ignore", UserWarning
+        )  # POT's own non-convergence warning: raised below
         plan, log = pot.emd(a_np, b_np, cost, numItermax=_EMD_MAX_ITER, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"the network simplex did not reach the optimum: {log['warning']}")
@@ -264,7 +286,10 @@ def wasserstein(x: Tensor, y: Tensor, p: float = 1, a: Tensor | None = None, b: 
     for weights, potential in ((a, log["u"]), (b, log["v"])):
         if weights is not None and weights.requires_grad:
             weights64 = weights.double()
-            cost_p = cost_p + ((weights64 - weights64.detach()) * torch.from_numpy(potential).to(device)).sum()
+            cost_p = (
+                cost_p
+                + ((weights64 - weights64.detach()) * torch.from_numpy(potential).to(device)).sum()
+            )
     return cost_p.clamp_min(0).pow(1 / p).to(x.dtype)
 
 
@@ -284,7 +309,9 @@ def _cumulative_levels(values: Tensor, weights: Tensor | None) -> tuple[Tensor, 
     return sorted_values, levels / levels[..., -1:]
 
 
-def wasserstein_1d(u: Tensor, v: Tensor, p: float = 1, a: Tensor | None = None, b: Tensor | None = None) -> Tensor:
+def wasserstein_1d(
+    u: Tensor, v: Tensor, p: float = 1, a: Tensor | None = None, b: Tensor | None = None
+) -> Tensor:
     r"""The :math:`p`-Wasserstein distance between two weighted samples on the real line.
 
     On :math:`\mathbb{R}` the optimal plan is the monotone rearrangement, so
@@ -331,17 +358,22 @@ def wasserstein_1d(u: Tensor, v: Tensor, p: float = 1, a: Tensor | None = None, 
     u, v = _check_tensor("u", u), _check_tensor("v", v)
     p = _check_p(p)
     if u.dim() == 0 or v.dim() == 0:
-        raise ValueError(f"u and v must have shape (..., n), got {tuple(u.shape)} and {tuple(v.shape)}")
+        raise ValueError(
+            f"u and v must have shape (..., n), got {tuple(u.shape)} and {tuple(v.shape)}"
+        )
     if u.dtype != v.dtype:
         raise TypeError(f"u and v must have the same dtype, got {u.dtype} and {v.dtype}")
     if u.device != v.device:
         raise ValueError(f"u and v must be on the same device, got {u.device} and {v.device}")
     if u.shape[:-1] != v.shape[:-1]:
         raise ValueError(
-            f"u and v must have the same leading (batch) dimensions, got {tuple(u.shape)} and {tuple(v.shape)}"
+            "u and v must have the same leading (batch) dimensions, "
+            f"got {tuple(u.shape)} and {tuple(v.shape)}"
         )
     if u.shape[-1] == 0 or v.shape[-1] == 0:
-        raise ValueError(f"u and v need at least one sample each, got {u.shape[-1]} and {v.shape[-1]}")
+        raise ValueError(
+            f"u and v need at least one sample each, got {u.shape[-1]} and {v.shape[-1]}"
+        )
     a = _check_weights("a", a, u.shape, u)
     b = _check_weights("b", b, v.shape, v)
 
@@ -372,7 +404,8 @@ def _symmetric_psd(name: str, matrix: Tensor) -> tuple[Tensor, Tensor]:
     eigenvalues, eigenvectors = torch.linalg.eigh((matrix + matrix.mT) / 2)
     if float(eigenvalues.min()) < -tolerance:
         raise ValueError(
-            f"{name} must be positive semi-definite, got an eigenvalue of {float(eigenvalues.min()):.3g}"
+            f"{name} must be positive semi-definite, "
+            f"got an eigenvalue of {float(eigenvalues.min()):.3g}"
         )
     return eigenvalues.clamp_min(0), eigenvectors
 
@@ -412,7 +445,8 @@ def gaussian_w2(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor, *, squared: bool
     Example:
         >>> m = torch.zeros(2)
         >>> shift = torch.tensor([3.0, 0.0])
-        >>> round(float(gaussian_w2(m, torch.eye(2), shift, 4 * torch.eye(2), squared=True)), 4)  # 9 + 2 (2 - 1)^2
+        >>> # 9 + 2 (2 - 1)^2
+        >>> round(float(gaussian_w2(m, torch.eye(2), shift, 4 * torch.eye(2), squared=True)), 4)
         11.0
 
     References:
@@ -427,21 +461,31 @@ def gaussian_w2(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor, *, squared: bool
     _symmetric_psd("S2", S2)
     tensors = {"m1": m1, "S1": S1, "m2": m2, "S2": S2}
     if len({t.dtype for t in tensors.values()}) > 1:
-        raise TypeError(f"all inputs must have the same dtype, got {[str(t.dtype) for t in tensors.values()]}")
+        raise TypeError(
+            f"all inputs must have the same dtype, got {[str(t.dtype) for t in tensors.values()]}"
+        )
     if len({t.device for t in tensors.values()}) > 1:
-        raise ValueError(f"all inputs must be on the same device, got {[str(t.device) for t in tensors.values()]}")
+        raise ValueError(
+            "all inputs must be on the same device, "
+            f"got {[str(t.device) for t in tensors.values()]}"
+        )
     for mean_name, mean, cov in (("m1", m1, S1), ("m2", m2, S2)):
         if mean.dim() < 1 or mean.shape[-1] != cov.shape[-1]:
             raise ValueError(
-                f"{mean_name} must have shape (..., d) with d = {cov.shape[-1]} as its covariance, got {tuple(mean.shape)}"
+                f"{mean_name} must have shape (..., d) with d = {cov.shape[-1]} as its covariance, "
+                f"got {tuple(mean.shape)}"
             )
     if S1.shape[-1] != S2.shape[-1]:
-        raise ValueError(f"the two Gaussians must have the same dimension, got {S1.shape[-1]} and {S2.shape[-1]}")
+        raise ValueError(
+            f"the two Gaussians must have the same dimension, got {S1.shape[-1]} and {S2.shape[-1]}"
+        )
 
     root1 = eigenvectors1 @ (eigenvalues1.sqrt().unsqueeze(-1) * eigenvectors1.mT)
     middle = root1 @ S2 @ root1
     middle_eigenvalues = torch.linalg.eigvalsh((middle + middle.mT) / 2).clamp_min(0)
-    bures2 = torch.diagonal(S1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(S2, dim1=-2, dim2=-1).sum(-1)
+    bures2 = torch.diagonal(S1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(
+        S2, dim1=-2, dim2=-1
+    ).sum(-1)
     bures2 = bures2 - 2 * middle_eigenvalues.sqrt().sum(-1)
     w2_squared = ((m1 - m2) ** 2).sum(-1) + bures2
     w2_squared = w2_squared.clamp_min(0)  # rounding can leave it a hair below zero
@@ -451,6 +495,34 @@ def gaussian_w2(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor, *, squared: bool
 # ---------------------------------------------------------------------------------------------
 # Entropic optimal transport
 # ---------------------------------------------------------------------------------------------
+
+
+class SinkhornConvergenceWarning(RuntimeWarning):
+    """:func:`sinkhorn` stopped at ``n_iters`` with a marginal error above ``tol``.
+
+    The value returned is then the cost of the iterate *rounded onto the marginals* (a feasible
+    plan, hence never below the exact optimum); turn the warning into an error with
+    ``warnings.simplefilter("error", SinkhornConvergenceWarning)``.
+    """
+
+
+def _round_to_marginals(plan: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    r"""The rounding of Altschuler, Weed & Rigollet (2017, Algorithm 2): a plan in
+    :math:`\Pi(a, b)`.
+
+    Scale the rows down to at most :math:`a`, then the columns down to at most :math:`b`, and add
+    the rank-one correction :math:`e_r e_c^\top / \lVert e_r \rVert_1` of the missing mass. The
+    result has the marginals :math:`a, b` exactly (up to rounding) and is non-negative; it differs
+    from ``plan`` by at most twice the marginal error in :math:`\ell_1`.
+    """
+    rows = plan.sum(-1)
+    plan = plan * torch.where(rows > a, a / rows, torch.ones_like(rows)).unsqueeze(-1)
+    columns = plan.sum(-2)
+    plan = plan * torch.where(columns > b, b / columns, torch.ones_like(columns)).unsqueeze(-2)
+    missing_rows, missing_columns = a - plan.sum(-1), b - plan.sum(-2)
+    total = missing_rows.sum(-1, keepdim=True).unsqueeze(-1)
+    correction = missing_rows.unsqueeze(-1) * missing_columns.unsqueeze(-2)
+    return plan + torch.where(total > 0, correction / total, torch.zeros_like(correction))
 
 
 def _logsumexp(exponents: Tensor, dim: int) -> Tensor:
@@ -482,7 +554,8 @@ def sinkhorn(
     tol: float = 1e-5,
     return_plan: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    r"""Entropic optimal transport by Sinkhorn's algorithm in the log domain, batched, on any device.
+    r"""Entropic optimal transport by Sinkhorn's algorithm in the log domain, batched, on any
+    device.
 
     With the cost :math:`C_{ij} = \lVert x_i - y_j \rVert^p` (squared Euclidean by default), the
     entropy-regularised problem
@@ -503,9 +576,9 @@ def sinkhorn(
     Cuturi, 2019, Section 4.4; Schmitzer, 2019). (On the CPU, terms more than
     :math:`e^{80}` (float32) or :math:`e^{700}` (float64) below the largest are rounded up to that
     bound, which cannot change the sums in that precision and avoids the slow path of the CPU
-    exponential on underflowing results.) After a :math:`g` update the column marginals are exact; the iterations stop
-    once the row marginals are within ``tol`` in :math:`\ell_1`, read for free from the next
-    :math:`f` update (every 10th iteration on a GPU, to avoid synchronising).
+    exponential on underflowing results.) After a :math:`g` update the column marginals are exact;
+    the iterations stop once the row marginals are within ``tol`` in :math:`\ell_1`, read for free
+    from the next :math:`f` update (every 10th iteration on a GPU, to avoid synchronising).
 
     The returned value is the *transport cost of the entropic plan*, :math:`\langle P_\varepsilon,
     C \rangle`, without the entropy term. As :math:`\varepsilon \to 0` it decreases to the exact
@@ -515,19 +588,21 @@ def sinkhorn(
     grows roughly like :math:`1/\varepsilon`.
 
     Gradients flow through the unrolled iterations (exact for the computed value, at the price of
-    storing every iteration's ``(B, n, m)`` matrix: detach the inputs when only the value is needed).
+    storing every iteration's ``(B, n, m)`` matrix: detach the inputs when only the value is
+    needed).
 
     Args:
         x: Source points, ``(n, d)`` or a batch ``(B, n, d)`` (``(n,)`` for points on the line).
         y: Target points, ``(m, d)`` or ``(B, m, d)``, the same dtype, device and batching.
         eps: The regularisation :math:`\varepsilon > 0`.
-        a: Source weights, ``(n,)`` or ``(B, n)``, non-negative, summing to one; uniform if ``None``.
+        a: Source weights, ``(n,)`` or ``(B, n)``, non-negative, summing to one; uniform if
+            ``None``.
         b: Target weights, ``(m,)`` or ``(B, m)``; uniform if ``None``.
         p: The exponent of the cost :math:`\lVert x - y \rVert^p`, :math:`p \ge 1`.
         n_iters: The maximum number of (double) iterations.
         tol: Stop when :math:`\lVert P^\top \mathbf 1 - b \rVert_1 <` ``tol`` (for every problem
-            of a batch). ``0`` runs exactly ``n_iters`` iterations. In float32 the attainable accuracy
-            is about :math:`10^{-7} \max C / \varepsilon`.
+            of a batch). ``0`` runs exactly ``n_iters`` iterations. In float32 the attainable
+            accuracy is about :math:`10^{-7} \max C / \varepsilon`.
         return_plan: Also return the plan :math:`P_\varepsilon`.
 
     Returns:
@@ -541,7 +616,12 @@ def sinkhorn(
             ``p < 1``, ``n_iters < 1`` or ``tol < 0``.
 
     Warns:
-        RuntimeWarning: If ``tol > 0`` was not reached within ``n_iters`` iterations.
+        SinkhornConvergenceWarning: A ``RuntimeWarning``, if ``tol > 0`` was not reached within
+        ``n_iters`` iterations. The last iterate is then not a transport plan (its column sums
+        are off by the marginal error) and its cost can lie *below* the exact optimum, so it is
+        not returned: the plan is rounded onto :math:`\Pi(a, b)` (Altschuler, Weed & Rigollet,
+        2017, Algorithm 2) and the cost and plan returned are those of the rounded, feasible plan,
+        never below :math:`W_p^p`.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -558,16 +638,17 @@ def sinkhorn(
 
         Peyré & Cuturi (2019). Computational optimal transport. Foundations and Trends in
         Machine Learning 11(5-6).
+
+        Altschuler, Weed & Rigollet (2017). Near-linear time approximation algorithms for optimal
+        transport via Sinkhorn iteration. NeurIPS, Algorithm 2.
     """
     x, y = _check_point_clouds(x, y, batched=True)
-    eps = _check_positive("eps", eps)
+    eps = check_positive_number("eps", eps)
     p = _check_p(p)
-    if isinstance(n_iters, bool) or not isinstance(n_iters, numbers.Integral):
-        raise TypeError(f"n_iters must be an int, got {type(n_iters).__name__}")
-    if n_iters < 1:
-        raise ValueError(f"n_iters must be >= 1, got {n_iters}")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    n_iters = check_positive_int("n_iters", n_iters)
+    tol = check_positive_number("tol", tol, allow_zero=True)
+    if not isinstance(return_plan, bool):
+        raise TypeError(f"return_plan must be a bool, got {type(return_plan).__name__}")
     a = _check_weights("a", a, x.shape[:-1], x)
     b = _check_weights("b", b, y.shape[:-1], y)
 
@@ -597,15 +678,26 @@ def sinkhorn(
         phi = -_logsumexp((psi + log_b).unsqueeze(-2) - scaled_cost, dim=-1)
         if error < tol:
             break
+    plan = torch.exp(
+        phi.unsqueeze(-1)
+        + psi.unsqueeze(-2)
+        - scaled_cost
+        + log_a.unsqueeze(-1)
+        + log_b.unsqueeze(-2)
+    )
     if tol > 0 and not error < tol:
+        # The last iterate violates the column marginals, and its cost can lie below the exact
+        # optimum: project it onto Pi(a, b) so that the value returned is that of a feasible plan.
+        plan = _round_to_marginals(plan, log_a.exp(), log_b.exp())
         warnings.warn(
-            f"sinkhorn: the marginal error {error:.2e} is above tol={tol:g} after n_iters={n_iters} "
-            "iterations; raise n_iters or eps, or pass tol=0 to run a fixed number of iterations",
-            RuntimeWarning,
+            f"sinkhorn did not converge: the marginal error {error:.2e} is above tol={tol:g} after "
+            f"n_iters={n_iters} iterations; the plan was rounded onto the marginals (Altschuler et "
+            "al. 2017), so the cost is that of a feasible plan, above the exact optimum but not "
+            "the entropic one; raise n_iters or eps, or pass tol=0 to run a fixed number of "
+            "iterations",
+            SinkhornConvergenceWarning,
             stacklevel=2,
         )
-
-    plan = torch.exp(phi.unsqueeze(-1) + psi.unsqueeze(-2) - scaled_cost + log_a.unsqueeze(-1) + log_b.unsqueeze(-2))
     transport_cost = (plan * cost).sum((-2, -1))
     if unbatched:
         transport_cost, plan = transport_cost.squeeze(0), plan.squeeze(0)
@@ -709,8 +801,9 @@ def kr_dual(x: Tensor, y: Tensor, a: Tensor | None = None, b: Tensor | None = No
     size = len(support)
     if size > _KR_MAX_SUPPORT:
         raise ValueError(
-            f"kr_dual is meant for small problems: the union of the supports has {size} distinct points "
-            f"(at most {_KR_MAX_SUPPORT}); use wasserstein(x, y, p=1) for the value of larger ones"
+            f"kr_dual is meant for small problems: the union of the supports has {size} distinct "
+            f"points (at most {_KR_MAX_SUPPORT}); use wasserstein(x, y, p=1) for the value of "
+            "larger ones"
         )
 
     if size == 1:
@@ -721,7 +814,10 @@ def kr_dual(x: Tensor, y: Tensor, a: Tensor | None = None, b: Tensor | None = No
         pairs = first_idx.size
         # One row per ordered pair: f_k - f_l <= |z_k - z_l| and f_l - f_k <= |z_k - z_l|.
         row = np.repeat(np.arange(2 * pairs), 2)
-        col = np.stack([np.concatenate([first_idx, second_idx]), np.concatenate([second_idx, first_idx])], axis=1).ravel()
+        col = np.stack(
+            [np.concatenate([first_idx, second_idx]), np.concatenate([second_idx, first_idx])],
+            axis=1,
+        ).ravel()
         val = np.tile([1.0, -1.0], 2 * pairs)
         constraints = coo_matrix((val, (row, col)), shape=(2 * pairs, size)).tocsr()
         bounds_ub = np.tile(distances[first_idx, second_idx], 2)
@@ -796,7 +892,9 @@ def energy_distance(x: Tensor, y: Tensor) -> Tensor:
     x, y = _check_point_clouds(x, y)
     n, m = x.shape[0], y.shape[0]
     if n < 2 or m < 2:
-        raise ValueError(f"x and y need at least 2 points each for the unbiased estimator, got {n} and {m}")
+        raise ValueError(
+            f"x and y need at least 2 points each for the unbiased estimator, got {n} and {m}"
+        )
     # The direct cdist gives exact zeros on the diagonals, which the U-statistic must leave out.
     between = _ground_cost(x, y, 1).mean()
     within_x = _ground_cost(x, x, 1).sum() / (n * (n - 1))

@@ -1,4 +1,5 @@
-r"""The figures chapters share: one style, 1-D densities, 2-D sample clouds, panels, sliders, images.
+r"""The figures chapters share: one style, 1-D densities, 2-D sample clouds, panels, sliders,
+images.
 
 Every helper draws on a Matplotlib ``Axes`` it is given (or makes a figure of panels) and labels its
 axes, so that a chapter's figure cell is one or two lines. Each interactive slider of the book
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -51,7 +52,7 @@ __all__ = [
     "transport_plan",
 ]
 
-ArrayLike = Union[Tensor, np.ndarray, Sequence[Sequence[float]]]
+ArrayLike = Tensor | np.ndarray | Sequence[Sequence[float]]
 
 #: The book's colour cycle: the Okabe–Ito palette, distinguishable under colour-vision deficiencies.
 COLORS: tuple[str, ...] = (
@@ -118,7 +119,9 @@ def _to_numpy(name: str, value: ArrayLike) -> np.ndarray:
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a tensor or an array of numbers, got {type(value).__name__}") from error
+        raise TypeError(
+            f"{name} must be a tensor or an array of numbers, got {type(value).__name__}"
+        ) from error
 
 
 def _check_axes(ax: Any) -> None:
@@ -127,7 +130,8 @@ def _check_axes(ax: Any) -> None:
 
 
 def _placement(dist: Distribution) -> tuple[torch.device, torch.dtype]:
-    """The device and dtype of a distribution's parameters (CPU and the default dtype if unknown)."""
+    """The device and dtype of a distribution's parameters (CPU and the default dtype if
+    unknown)."""
     for name in ("mean", "loc", "low", "probs"):
         try:
             value = getattr(dist, name)
@@ -204,12 +208,16 @@ def density_1d(
     """
     _check_axes(ax)
     if not isinstance(dists, Mapping):
-        raise TypeError(f"dists must be a mapping from labels to distributions, got {type(dists).__name__}")
+        raise TypeError(
+            f"dists must be a mapping from labels to distributions, got {type(dists).__name__}"
+        )
     if len(dists) == 0:
         raise ValueError("dists is empty: give at least one distribution to plot")
     for name, dist in dists.items():
         if not isinstance(dist, Distribution):
-            raise TypeError(f"dists[{name!r}] must be a torch Distribution, got {type(dist).__name__}")
+            raise TypeError(
+                f"dists[{name!r}] must be a torch Distribution, got {type(dist).__name__}"
+            )
         if dist.event_shape != () or dist.batch_shape != ():
             raise ValueError(
                 f"dists[{name!r}] must be univariate (batch_shape == event_shape == ()), got "
@@ -280,7 +288,8 @@ def samples_2d(
     alpha: float = 0.5,
     color: str | None = None,
 ) -> list[PathCollection]:
-    r"""Scatter points of the plane, with equal scales on both axes, optionally marking mode centres.
+    r"""Scatter points of the plane, with equal scales on both axes, optionally marking mode
+    centres.
 
     Args:
         ax: The axes to draw on.
@@ -316,11 +325,23 @@ def samples_2d(
         raise ValueError(f"s must be > 0, got {s}")
     if not (0 <= alpha <= 1):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    artists = [ax.scatter(points[:, 0], points[:, 1], s=s, alpha=alpha, color=color, label=label, linewidths=0)]
+    artists = [
+        ax.scatter(
+            points[:, 0], points[:, 1], s=s, alpha=alpha, color=color, label=label, linewidths=0
+        )
+    ]
     if centers is not None:
         modes = _check_points("centers", centers)
         artists.append(
-            ax.scatter(modes[:, 0], modes[:, 1], marker="x", s=30, color="black", linewidths=1.2, label="mode centres")
+            ax.scatter(
+                modes[:, 0],
+                modes[:, 1],
+                marker="x",
+                s=30,
+                color="black",
+                linewidths=1.2,
+                label="mode centres",
+            )
         )
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
@@ -371,7 +392,8 @@ def small_multiples(
         sharey: Share the y axis between panels.
 
     Returns:
-        The figure and a 1-D array of the ``len(values)`` axes drawn on (unused grid cells are removed).
+        The figure and a 1-D array of the ``len(values)`` axes drawn on (unused grid cells are
+        removed).
 
     Raises:
         TypeError: If ``draw`` is not callable, ``name`` not a string or a value not a number.
@@ -397,7 +419,12 @@ def small_multiples(
     ncols = min(int(ncols), len(values))
     nrows = math.ceil(len(values) / ncols)
     fig, grid_axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * width, nrows * height), sharex=sharex, sharey=sharey, squeeze=False
+        nrows,
+        ncols,
+        figsize=(ncols * width, nrows * height),
+        sharex=sharex,
+        sharey=sharey,
+        squeeze=False,
     )
     cells = grid_axes.ravel()
     for ax in cells[len(values) :]:
@@ -419,7 +446,9 @@ def small_multiples(
     return fig, axes
 
 
-def interact(draw: Callable[..., Any], *, figsize: tuple[float, float] | None = None, **sliders: tuple) -> Any:
+def interact(
+    draw: Callable[..., Any], *, figsize: tuple[float, float] | None = None, **sliders: tuple
+) -> Any:
     r"""Sliders that redraw one Matplotlib figure: ``draw(ax, **values)`` on each change.
 
     A thin wrapper around :func:`ipywidgets.interactive` with ``continuous_update=False`` (the
@@ -474,7 +503,10 @@ def interact(draw: Callable[..., Any], *, figsize: tuple[float, float] | None = 
 
 def _slider(ipywidgets: Any, name: str, spec: Any) -> Any:
     if not isinstance(spec, tuple) or len(spec) not in (3, 4):
-        raise TypeError(f"slider {name!r} must be a tuple (min, max, step) or (min, max, step, initial), got {spec!r}")
+        raise TypeError(
+            f"slider {name!r} must be a tuple (min, max, step) or (min, max, step, initial), got "
+            f"{spec!r}"
+        )
     if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in spec):
         raise TypeError(f"slider {name!r} must hold numbers, got {spec!r}")
     low, high, step = spec[:3]
@@ -485,7 +517,9 @@ def _slider(ipywidgets: Any, name: str, spec: Any) -> Any:
     initial = spec[3] if len(spec) == 4 else low + round((high - low) / 2 / step) * step
     if not low <= initial <= high:
         raise ValueError(f"slider {name!r} has initial value {initial} outside [{low}, {high}]")
-    common = dict(min=low, max=high, step=step, value=initial, description=name, continuous_update=False)
+    common = dict(
+        min=low, max=high, step=step, value=initial, description=name, continuous_update=False
+    )
     if all(isinstance(v, numbers.Integral) for v in spec):
         return ipywidgets.IntSlider(**common)
     decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
@@ -536,14 +570,16 @@ def image_grid(
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4 or array.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, H, W) or (N, C, H, W) with C in (1, 3), got {array.shape}")
+        raise ValueError(
+            f"images must have shape (N, H, W) or (N, C, H, W) with C in (1, 3), got {array.shape}"
+        )
     n_images, channels, height, width = array.shape
     if n_images == 0 or height == 0 or width == 0:
         raise ValueError(f"images must hold at least one non-empty image, got shape {array.shape}")
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
         raise ValueError(
-            f"image values must lie in [0, 1], got values in [{np.nanmin(array):.3g}, {np.nanmax(array):.3g}]; "
-            "rescale them first (e.g. (x + 1) / 2 for images in [-1, 1])"
+            f"image values must lie in [0, 1], got values in [{np.nanmin(array):.3g}, "
+            f"{np.nanmax(array):.3g}]; rescale them first (e.g. (x + 1) / 2 for images in [-1, 1])"
         )
     if isinstance(nrow, bool) or not isinstance(nrow, numbers.Integral) or nrow < 1:
         raise ValueError(f"nrow must be a positive integer, got {nrow!r}")
@@ -586,12 +622,14 @@ def transport_plan(
     color: str = "0.2",
     labels: tuple[str, str] = ("source $x_i$", "target $y_j$"),
 ) -> tuple[Any, PathCollection, PathCollection]:
-    r"""Draw a transport plan between two clouds of the plane: one segment per pair, weighted by mass.
+    r"""Draw a transport plan between two clouds of the plane: one segment per pair, weighted by
+    mass.
 
     The segment from :math:`x_i` to :math:`y_j` has a width and an opacity proportional to
-    :math:`P_{ij} / \max P` (so a plan spread thinly over many pairs looks faint); pairs carrying less than ``threshold`` times the largest mass are not
-    drawn, so that a blurred (entropic) plan stays readable. Points are drawn with an area
-    proportional to their mass, the row and column sums of the plan.
+    :math:`P_{ij} / \max P` (so a plan spread thinly over many pairs looks faint); pairs carrying
+    less than ``threshold`` times the largest mass are not drawn, so that a blurred (entropic) plan
+    stays readable. Points are drawn with an area proportional to their mass, the row and column
+    sums of the plan.
 
     Args:
         ax: The axes to draw on.
@@ -627,13 +665,19 @@ def transport_plan(
     sources, targets = _check_points("x", x), _check_points("y", y)
     weights = _to_numpy("plan", plan).astype(float)
     if weights.shape != (len(sources), len(targets)):
-        raise ValueError(f"plan must have shape (n, m) = ({len(sources)}, {len(targets)}), got {weights.shape}")
+        raise ValueError(
+            f"plan must have shape (n, m) = ({len(sources)}, {len(targets)}), got {weights.shape}"
+        )
     if not np.isfinite(weights).all() or weights.min() < 0:
         raise ValueError("plan must hold finite, non-negative masses")
     largest = float(weights.max())
     if not largest > 0:
         raise ValueError("plan carries no mass: every entry is zero")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold < 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not 0 <= threshold < 1
+    ):
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
     if not (isinstance(max_linewidth, numbers.Real) and max_linewidth > 0):
         raise ValueError(f"max_linewidth must be > 0, got {max_linewidth!r}")
@@ -654,12 +698,21 @@ def transport_plan(
     heaviest = max(float(row_mass.max()), float(col_mass.max()))
     # A floor of a fifth of the largest area keeps light points visible.
     source_scatter = ax.scatter(
-        sources[:, 0], sources[:, 1], s=point_size * (0.2 + 0.8 * row_mass / heaviest), color=COLORS[0],
-        label=labels[0], zorder=2,
+        sources[:, 0],
+        sources[:, 1],
+        s=point_size * (0.2 + 0.8 * row_mass / heaviest),
+        color=COLORS[0],
+        label=labels[0],
+        zorder=2,
     )
     target_scatter = ax.scatter(
-        targets[:, 0], targets[:, 1], s=point_size * (0.2 + 0.8 * col_mass / heaviest), color=COLORS[1],
-        marker="s", label=labels[1], zorder=2,
+        targets[:, 0],
+        targets[:, 1],
+        s=point_size * (0.2 + 0.8 * col_mass / heaviest),
+        color=COLORS[1],
+        marker="s",
+        label=labels[1],
+        zorder=2,
     )
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")

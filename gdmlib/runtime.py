@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import platform
 import random
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -94,7 +95,9 @@ def get_device(name: str | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from error
+        raise ValueError(
+            f"unknown device {name!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was requested but CUDA is not available on this machine")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -184,7 +187,10 @@ def setup(seed: int = 0, *, verbose: bool = True) -> Runtime:
     if verbose:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
         print(f"device: {device} ({name})")
-        print(f"versions: python {platform.python_version()}, torch {torch.__version__}, gdmlib {_installed_version()}")
+        print(
+            f"versions: python {platform.python_version()}, torch {torch.__version__}, gdmlib "
+            f"{_installed_version()}"
+        )
         print(f"scale: {scale} (set GDM_SCALE=quick|full to override)")
     return _current
 

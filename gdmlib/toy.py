@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 import torch
@@ -64,8 +63,8 @@ __all__ = [
     "two_gaussians",
 ]
 
-ArrayLike = Union[Tensor, Sequence[float], float]
-DeviceLike = Union[torch.device, str, None]
+ArrayLike = Tensor | Sequence[float] | float
+DeviceLike = torch.device | str | None
 
 _WEIGHT_SUM_TOLERANCE = 1e-6
 
@@ -77,7 +76,9 @@ _WEIGHT_SUM_TOLERANCE = 1e-6
 def _positive_float(name: str, value: float | Tensor) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}"
+            )
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -114,7 +115,8 @@ def gaussian_mixture_1d(
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> MixtureSameFamily:
-    r"""A mixture of univariate Gaussians :math:`p(x) = \sum_k w_k\, \mathcal{N}(x; \mu_k, \sigma_k^2)`.
+    r"""A mixture of univariate Gaussians
+    :math:`p(x) = \sum_k w_k\, \mathcal{N}(x; \mu_k, \sigma_k^2)`.
 
     Args:
         means: The :math:`K` component means :math:`\mu_k` (list, tuple or 1-D tensor).
@@ -128,7 +130,8 @@ def gaussian_mixture_1d(
     Returns:
         A :class:`~torch.distributions.MixtureSameFamily` of a
         :class:`~torch.distributions.Categorical` and a :class:`~torch.distributions.Normal`, with
-        ``batch_shape == ()`` and ``event_shape == ()``. Tensor parameters keep their autograd graph.
+        ``batch_shape == ()`` and ``event_shape == ()``. Tensor parameters keep their autograd
+        graph.
 
     Raises:
         ValueError: If the lengths differ, are zero, a value is not finite, a standard deviation is
@@ -148,7 +151,9 @@ def gaussian_mixture_1d(
     if device is None:
         devices = {value.device for value in tensors}
         if len(devices) > 1:
-            raise ValueError(f"means, stds and weights are on different devices: {sorted(map(str, devices))}")
+            raise ValueError(
+                f"means, stds and weights are on different devices: {sorted(map(str, devices))}"
+            )
         device = devices.pop() if devices else torch.device("cpu")
     if dtype is None:
         floating = [value.dtype for value in tensors if value.dtype.is_floating_point]
@@ -161,14 +166,18 @@ def gaussian_mixture_1d(
     for name, value in given.items():
         tensor = torch.as_tensor(value, dtype=dtype, device=device)
         if tensor.ndim != 1 or tensor.numel() == 0:
-            raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {tuple(tensor.shape)}")
+            raise ValueError(
+                f"{name} must be a non-empty 1-D sequence, got shape {tuple(tensor.shape)}"
+            )
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{name} must be finite, got {tensor.tolist()}")
         params[name] = tensor
     n_components = params["means"].numel()
     lengths = {name: tensor.numel() for name, tensor in params.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"means, stds and weights must have the same length, got lengths {lengths}")
+        raise ValueError(
+            f"means, stds and weights must have the same length, got lengths {lengths}"
+        )
     if (params["stds"] <= 0).any():
         raise ValueError(f"stds must all be > 0, got {params['stds'].tolist()}")
     if "weights" in params:
@@ -178,7 +187,8 @@ def gaussian_mixture_1d(
         total = probs.detach().double().sum().item()
         if abs(total - 1.0) > _WEIGHT_SUM_TOLERANCE:
             raise ValueError(
-                f"weights must sum to 1 (within {_WEIGHT_SUM_TOLERANCE:g}), got a sum of {total:.8g}; "
+                f"weights must sum to 1 (within {_WEIGHT_SUM_TOLERANCE:g}), "
+                f"got a sum of {total:.8g}; "
                 "normalise them first (weights / weights.sum())"
             )
     else:
@@ -193,7 +203,8 @@ def two_gaussians(
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> MixtureSameFamily:
-    r"""The symmetric mixture :math:`\tfrac12\mathcal{N}(-\mu, \sigma^2) + \tfrac12\mathcal{N}(\mu, \sigma^2)`.
+    r"""The symmetric mixture
+    :math:`\tfrac12\mathcal{N}(-\mu, \sigma^2) + \tfrac12\mathcal{N}(\mu, \sigma^2)`.
 
     The target of chapter 1: as :math:`\mu/\sigma` grows the two modes separate, and fitting one
     Gaussian by forward KL (mode covering) and by reverse KL (mode seeking) gives different answers.
@@ -202,7 +213,8 @@ def two_gaussians(
         mu: Half the distance between the modes (a number or a 0-dim tensor, kept differentiable).
         std: The common standard deviation :math:`\sigma > 0`.
         device: Where the parameters live (by default that of ``mu`` if it is a tensor, else CPU).
-        dtype: Floating dtype (by default that of ``mu`` if it is a floating tensor, else the default).
+        dtype: Floating dtype (by default that of ``mu`` if it is a floating tensor, else the
+            default).
 
     Raises:
         ValueError: If ``mu`` is not a single finite number or ``std <= 0``.
@@ -257,15 +269,21 @@ class GaussianMixture2d(MixtureSameFamily):
 
     def __init__(self, centers: Tensor, std: float, validate_args: bool | None = None) -> None:
         if not isinstance(centers, Tensor) or not centers.dtype.is_floating_point:
-            raise TypeError(f"centers must be a floating-point tensor, got {type(centers).__name__}")
+            raise TypeError(
+                f"centers must be a floating-point tensor, got {type(centers).__name__}"
+            )
         if centers.ndim != 2 or centers.shape[1] != 2 or centers.shape[0] < 1:
-            raise ValueError(f"centers must have shape (K, 2) with K >= 1, got {tuple(centers.shape)}")
+            raise ValueError(
+                f"centers must have shape (K, 2) with K >= 1, got {tuple(centers.shape)}"
+            )
         if not torch.isfinite(centers).all():
             raise ValueError("centers must be finite")
         self.centers = centers
         self.std = _positive_float("std", std)
         n_modes = centers.shape[0]
-        mixture = Categorical(logits=torch.zeros(n_modes, dtype=centers.dtype, device=centers.device))
+        mixture = Categorical(
+            logits=torch.zeros(n_modes, dtype=centers.dtype, device=centers.device)
+        )
         components = Independent(Normal(centers, torch.full_like(centers, self.std)), 1)
         super().__init__(mixture, components, validate_args=validate_args)
 
@@ -274,7 +292,9 @@ class GaussianMixture2d(MixtureSameFamily):
         """The number :math:`K` of modes."""
         return self.centers.shape[0]
 
-    def expand(self, batch_shape: torch.Size, _instance: GaussianMixture2d | None = None) -> GaussianMixture2d:
+    def expand(
+        self, batch_shape: torch.Size, _instance: GaussianMixture2d | None = None
+    ) -> GaussianMixture2d:
         new = self._get_checked_instance(GaussianMixture2d, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.centers = self.centers
@@ -433,10 +453,13 @@ class SwissRoll(Distribution):
         unit_nodes, unit_weights = np.polynomial.legendre.leggauss(self._NODES_PER_PANEL)
         panel_width = (self.t_high - self.t_low) / n_panels
         panel_starts = self.t_low + panel_width * np.arange(n_panels)
-        # Quadrature nodes in t and the weights of the uniform law on [t_low, t_high] (they sum to 1).
+        # Quadrature nodes in t and the weights of the uniform law on [t_low, t_high] (they sum
+        # to 1).
         self._t_nodes = (panel_starts[:, None] + panel_width * (unit_nodes + 1) / 2).reshape(-1)
         self._log_t_weights = np.log(np.tile(unit_weights / 2, n_panels) / n_panels)
-        super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([2]), validate_args=validate_args)
+        super().__init__(
+            batch_shape=torch.Size(), event_shape=torch.Size([2]), validate_args=validate_args
+        )
 
     @property
     def sigma(self) -> float:
@@ -454,12 +477,15 @@ class SwissRoll(Distribution):
     def rsample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
         """Draw points; ``sample_shape + (2,)`` of them, on ``self.device``."""
         shape = self._extended_shape(torch.Size(sample_shape))
-        t = self.t_low + (self.t_high - self.t_low) * torch.rand(shape[:-1], device=self.device, dtype=self.dtype)
+        t = self.t_low + (self.t_high - self.t_low) * torch.rand(
+            shape[:-1], device=self.device, dtype=self.dtype
+        )
         noise = torch.randn(shape, device=self.device, dtype=self.dtype)
         return self._curve(t) + self.sigma * noise
 
     def log_prob(self, value: Tensor) -> Tensor:
-        r"""The exact log-density :math:`\log p(x)` (up to quadrature error), shape ``value.shape[:-1]``.
+        r"""The exact log-density :math:`\log p(x)` (up to quadrature error), shape
+        ``value.shape[:-1]``.
 
         Computed on ``value``'s device and in its dtype (float64 for the highest accuracy).
         """
@@ -482,9 +508,14 @@ class SwissRoll(Distribution):
         for start in range(0, points.shape[0], chunk):
             block = points[start : start + chunk]
             # |x - m|^2 = |x|^2 + |m|^2 - 2 x.m as one matrix product: 2-3 times faster than
-            # broadcasting differences, at a cancellation error of ~1e-4 in float32 (1e-12 in float64).
-            squared = torch.addmm(block.square().sum(dim=1, keepdim=True) + curve_norms, block, curve.T, alpha=-2)
-            pieces.append(torch.logsumexp(log_weights - squared.clamp_min(0) / (2 * sigma**2), dim=1))
+            # broadcasting differences, at a cancellation error of ~1e-4 in float32 (1e-12 in
+            # float64).
+            squared = torch.addmm(
+                block.square().sum(dim=1, keepdim=True) + curve_norms, block, curve.T, alpha=-2
+            )
+            pieces.append(
+                torch.logsumexp(log_weights - squared.clamp_min(0) / (2 * sigma**2), dim=1)
+            )
         log_density = torch.cat(pieces) if pieces else points.new_empty(0)
         return (log_density - log_normaliser).reshape(value.shape[:-1])
 
@@ -575,13 +606,17 @@ class ParallelLines(Distribution):
             if not theta.dtype.is_floating_point:
                 theta = theta.to(_resolve_dtype(dtype))
         else:
-            if isinstance(theta, bool) or not isinstance(theta, (int, float, np.integer, np.floating)):
+            if isinstance(theta, bool) or not isinstance(
+                theta, (int, float, np.integer, np.floating)
+            ):
                 raise TypeError(f"theta must be a number or a tensor, got {type(theta).__name__}")
             theta = torch.tensor(float(theta), device=device, dtype=_resolve_dtype(dtype))
         if not torch.isfinite(theta).all():
             raise ValueError(f"theta must be finite, got {theta}")
         self.theta = theta
-        super().__init__(batch_shape=theta.shape, event_shape=torch.Size([2]), validate_args=validate_args)
+        super().__init__(
+            batch_shape=theta.shape, event_shape=torch.Size([2]), validate_args=validate_args
+        )
 
     @property
     def support(self) -> constraints.Constraint:
@@ -594,13 +629,20 @@ class ParallelLines(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        return torch.stack((torch.zeros_like(self.theta), torch.full_like(self.theta, 1 / 12)), dim=-1)
+        return torch.stack(
+            (torch.zeros_like(self.theta), torch.full_like(self.theta, 1 / 12)), dim=-1
+        )
 
-    def expand(self, batch_shape: torch.Size, _instance: ParallelLines | None = None) -> ParallelLines:
+    def expand(
+        self, batch_shape: torch.Size, _instance: ParallelLines | None = None
+    ) -> ParallelLines:
         new = self._get_checked_instance(ParallelLines, _instance)
         new.theta = self.theta.expand(torch.Size(batch_shape))
         Distribution.__init__(
-            new, batch_shape=torch.Size(batch_shape), event_shape=self.event_shape, validate_args=False
+            new,
+            batch_shape=torch.Size(batch_shape),
+            event_shape=self.event_shape,
+            validate_args=False,
         )
         new._validate_args = self._validate_args
         return new
@@ -614,9 +656,10 @@ class ParallelLines(Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         """Always raises: the law has no density with respect to Lebesgue measure on the plane."""
         raise NotImplementedError(
-            "ParallelLines has no density: the law of (theta, Z) lives on the segment {theta} x [0, 1], "
-            "a set of Lebesgue measure zero in R^2, so it is singular with respect to Lebesgue measure "
-            "and log_prob is undefined (this is why KL(P_0 || P_theta) is infinite for theta != 0). "
+            "ParallelLines has no density: the law of (theta, Z) lives on the segment "
+            "{theta} x [0, 1], a set of Lebesgue measure zero in R^2, so it is singular with "
+            "respect to Lebesgue measure and log_prob is undefined (this is why "
+            "KL(P_0 || P_theta) is infinite for theta != 0). "
             "Compare such laws through samples, e.g. with the Wasserstein distance."
         )
 
@@ -630,7 +673,8 @@ def parallel_lines(
     device: DeviceLike = None,
     dtype: torch.dtype | None = None,
 ) -> ParallelLines:
-    r"""The law of :math:`(\theta, Z)` with :math:`Z \sim \mathcal{U}(0, 1)`; see :class:`ParallelLines`.
+    r"""The law of :math:`(\theta, Z)` with :math:`Z \sim \mathcal{U}(0, 1)`; see
+    :class:`ParallelLines`.
 
     Example:
         >>> p = parallel_lines(0.5)

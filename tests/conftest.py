@@ -10,7 +10,12 @@ import torch
 # starts inherit its environment and must keep the inline backend to produce their figures.)
 matplotlib.use("Agg")
 
-_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+_DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
 
 
 @pytest.fixture(params=_DEVICES)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nbformat
 import pytest
@@ -99,9 +100,13 @@ def _markdown(notebook: nbformat.NotebookNode) -> str:
 def test_every_chapter_is_in_the_toc_and_every_toc_file_exists() -> None:
     entries = _toc_entries()
     assert entries, "_toc.yml lists no file"
-    missing = [e for e in entries if not any((ROOT / f"{e}{ext}").is_file() for ext in (".md", ".ipynb"))]
+    missing = [
+        e for e in entries if not any((ROOT / f"{e}{ext}").is_file() for ext in (".md", ".ipynb"))
+    ]
     assert not missing, f"_toc.yml lists files that do not exist: {missing}"
-    unlisted = [p.name for p in CHAPTERS if p.relative_to(ROOT).with_suffix("").as_posix() not in entries]
+    unlisted = [
+        p.name for p in CHAPTERS if p.relative_to(ROOT).with_suffix("").as_posix() not in entries
+    ]
     assert not unlisted, f"chapters missing from _toc.yml (the build would skip them): {unlisted}"
 
 
@@ -151,10 +156,14 @@ def test_canonical_setup_cell_pins_the_repository_and_version() -> None:
 
 def test_kernelspec_is_python3(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
     path, notebook = chapter
-    assert notebook.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernelspec is not python3"
+    assert notebook.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{path.name}: kernelspec is not python3"
+    )
 
 
-def test_first_code_cell_is_the_canonical_setup_cell(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+def test_first_code_cell_is_the_canonical_setup_cell(
+    chapter: tuple[Path, nbformat.NotebookNode],
+) -> None:
     path, notebook = chapter
     cells = _code_cells(notebook)
     assert cells, f"{path.name} has no code cell"
@@ -165,24 +174,30 @@ def test_first_code_cell_is_the_canonical_setup_cell(chapter: tuple[Path, nbform
     )
 
 
-def test_cells_were_executed_in_order_top_to_bottom(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+def test_cells_were_executed_in_order_top_to_bottom(
+    chapter: tuple[Path, nbformat.NotebookNode],
+) -> None:
     path, notebook = chapter
     counts = [cell.execution_count for cell in _code_cells(notebook) if cell.source.strip()]
     expected = list(range(1, len(counts) + 1))
     assert counts == expected, (
-        f"{path.name}: execution counts {counts} are not 1..{len(counts)}: the stored outputs do not come "
-        f"from one top-to-bottom run; run `python tools/execute_notebooks.py chapters/{path.name}`"
+        f"{path.name}: execution counts {counts} are not 1..{len(counts)}: the stored outputs do "
+        "not come from one top-to-bottom run; run `python tools/execute_notebooks.py "
+        f"chapters/{path.name}`"
     )
 
 
 def test_outputs_are_stored(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
     path, notebook = chapter
     cells = _code_cells(notebook)
-    assert any(cell.outputs for cell in cells), f"{path.name} has no stored output: execute it before committing"
+    assert any(cell.outputs for cell in cells), (
+        f"{path.name} has no stored output: execute it before committing"
+    )
     silent = [
         i
         for i, cell in enumerate(cells)
-        if re.search(r"^print\(", cell.source, re.MULTILINE) and not cell.outputs
+        if re.search(r"^print\(", cell.source, re.MULTILINE)
+        and not cell.outputs
         and "remove-output" not in cell.metadata.get("tags", [])
     ]
     assert not silent, f"{path.name}: code cells {silent} print but store no output"
@@ -192,17 +207,28 @@ def test_no_error_is_stored(chapter: tuple[Path, nbformat.NotebookNode]) -> None
     path, notebook = chapter
     for i, cell in enumerate(_code_cells(notebook)):
         for output in cell.outputs:
-            assert output.output_type != "error", f"{path.name}: code cell {i} stores an error: {output.get('ename')}"
+            assert output.output_type != "error", (
+                f"{path.name}: code cell {i} stores an error: {output.get('ename')}"
+            )
             if output.output_type == "stream" and output.name == "stderr":
-                assert "Traceback" not in output.text, f"{path.name}: code cell {i} stores a traceback on stderr"
+                assert "Traceback" not in output.text, (
+                    f"{path.name}: code cell {i} stores a traceback on stderr"
+                )
 
 
 def test_no_volatile_metadata(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
     path, notebook = chapter
     volatile = ("execution", "ExecuteTime")
-    timed = [i for i, cell in enumerate(notebook.cells) if any(key in cell.metadata for key in volatile)]
-    assert not timed, f"{path.name}: cells {timed} store execution timestamps; save with tools/execute_notebooks.py"
-    assert "widgets" not in notebook.metadata, f"{path.name} stores widget state; save with tools/execute_notebooks.py"
+    timed = [
+        i for i, cell in enumerate(notebook.cells) if any(key in cell.metadata for key in volatile)
+    ]
+    assert not timed, (
+        f"{path.name}: cells {timed} store execution timestamps; save with "
+        "tools/execute_notebooks.py"
+    )
+    assert "widgets" not in notebook.metadata, (
+        f"{path.name} stores widget state; save with tools/execute_notebooks.py"
+    )
 
 
 def test_notebook_is_small(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
@@ -223,11 +249,15 @@ def test_cell_tags_are_allowed(chapter: tuple[Path, nbformat.NotebookNode]) -> N
             "(nbval-skip and raises-exception are forbidden: every cell runs and is compared)"
         )
         if "nbval-ignore-output" in tags:
-            shows_widget = any(WIDGET_MIME_TYPE in output.get("data", {}) for output in cell.get("outputs", []))
-            uses_progress = re.search(r"\b(progress|tqdm|interact\w*|widgets?)\b", cell.source) is not None
+            shows_widget = any(
+                WIDGET_MIME_TYPE in output.get("data", {}) for output in cell.get("outputs", [])
+            )
+            uses_progress = (
+                re.search(r"\b(progress|tqdm|interact\w*|widgets?)\b", cell.source) is not None
+            )
             assert shows_widget or uses_progress, (
-                f"{path.name}: cell {i} is tagged nbval-ignore-output but shows no widget or progress bar; "
-                "its numbers must be compared"
+                f"{path.name}: cell {i} is tagged nbval-ignore-output but shows no widget or "
+                "progress bar; its numbers must be compared"
             )
 
 
@@ -241,13 +271,16 @@ def test_machine_dependent_cells_state_their_claims_as_asserts(
         tags = set(cell.metadata.get("tags", []))
         if MACHINE_DEPENDENT_TAG not in tags:
             continue
-        assert cell.cell_type == "code", f"{path.name}: cell {i} is markdown but tagged {MACHINE_DEPENDENT_TAG}"
+        assert cell.cell_type == "code", (
+            f"{path.name}: cell {i} is markdown but tagged {MACHINE_DEPENDENT_TAG}"
+        )
         assert "nbval-ignore-output" not in tags, (
-            f"{path.name}: cell {i} has both {MACHINE_DEPENDENT_TAG} and nbval-ignore-output; keep one"
+            f"{path.name}: cell {i} has both {MACHINE_DEPENDENT_TAG} and nbval-ignore-output; keep "
+            "one"
         )
         assert re.search(r"^\s*assert\b", cell.source, re.MULTILINE), (
-            f"{path.name}: cell {i} is tagged {MACHINE_DEPENDENT_TAG} but asserts nothing: state the claims "
-            "its printed numbers support as asserts that hold on any machine and seed"
+            f"{path.name}: cell {i} is tagged {MACHINE_DEPENDENT_TAG} but asserts nothing: state "
+            "the claims its printed numbers support as asserts that hold on any machine and seed"
         )
 
 
@@ -255,8 +288,14 @@ def test_machine_dependent_cells_state_their_claims_as_asserts(
     ("text", "masked"),
     [
         ("ELBO -21.94 ± 0.31,  perplexity 14.5 of K = 16", "ELBO # ± #, perplexity # of K = #"),
-        ("W1 3e-04 (12%), PacGAN2 on the ring: inf in 2 of 3", "W1 # (#), PacGAN2 on the ring: # in # of #"),
-        ("\u2212 signs: \u22120.5, -inf, +nan; names v2 x_1", "\u2212 signs: #, #, #; names v2 x_1"),
+        (
+            "W1 3e-04 (12%), PacGAN2 on the ring: inf in 2 of 3",
+            "W1 # (#), PacGAN2 on the ring: # in # of #",
+        ),
+        (
+            "\u2212 signs: \u22120.5, -inf, +nan; names v2 x_1",
+            "\u2212 signs: #, #, #; names v2 x_1",
+        ),
         ("  n     W1\n 10  0.411\n", " n W1\n # #\n"),
     ],
 )
@@ -276,7 +315,9 @@ def test_machine_dependent_cells_are_compared_with_numbers_masked(tmp_path: Path
         "tagged_changed_number": ("print('x = 1.5 ± 0.25')", "x =   1.47 ± 0.3\n", True),
         "tagged_changed_words": ("print('y = 1.5')", "x = 1.5\n", False),
     }
-    (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "conftest.py").write_text(
+        (ROOT / "conftest.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     for name, (source, stored, _) in cells.items():
         cell = nbformat.v4.new_code_cell(source, execution_count=1)
@@ -284,11 +325,28 @@ def test_machine_dependent_cells_are_compared_with_numbers_masked(tmp_path: Path
         if name.startswith("tagged"):
             cell.metadata["tags"] = [MACHINE_DEPENDENT_TAG]
         notebook = nbformat.v4.new_notebook(cells=[cell])
-        notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        notebook.metadata["kernelspec"] = {
+            "display_name": "Python 3",
+            "language": "python",
+            "name": "python3",
+        }
         nbformat.write(notebook, tmp_path / f"{name}.ipynb")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-rA", "-q", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "-q",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     for name, (_, _, passes) in cells.items():
         expected = "PASSED" if passes else "FAILED"
@@ -297,7 +355,9 @@ def test_machine_dependent_cells_are_compared_with_numbers_masked(tmp_path: Path
         )
 
 
-def test_chapter_has_a_theorem_a_proof_and_a_figure(chapter: tuple[Path, nbformat.NotebookNode]) -> None:
+def test_chapter_has_a_theorem_a_proof_and_a_figure(
+    chapter: tuple[Path, nbformat.NotebookNode],
+) -> None:
     path, notebook = chapter
     markdown = _markdown(notebook)
     for directive in ("prf:theorem", "prf:proof"):

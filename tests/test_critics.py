@@ -8,11 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-from gdmlib.critics import BatchedCritic, CriticFit, critic_gap, gradient_norms, make_critic, train_critic, train_critics
+from gdmlib.critics import (
+    BatchedCritic,
+    CriticFit,
+    critic_gap,
+    gradient_norms,
+    make_critic,
+    train_critic,
+    train_critics,
+)
 from gdmlib.ot import wasserstein
 
 
-def _shifted_samples(n: int, shift: float, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _shifted_samples(
+    n: int, shift: float, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, generator=generator)
     y = torch.randn(n, 1, generator=generator) + shift
@@ -46,7 +56,9 @@ def test_critic_gap_and_gradient_norms_of_a_linear_critic(device: torch.device) 
     assert critic.training  # the mode is restored
 
 
-def test_gradient_penalty_critic_recovers_the_shift_with_its_known_bias(device: torch.device) -> None:
+def test_gradient_penalty_critic_recovers_the_shift_with_its_known_bias(
+    device: torch.device,
+) -> None:
     # For N(0, 1) against N(mu, 1) the best linear critic under the penalty lambda (|f'| - 1)^2 has
     # slope 1 + W / (2 lambda), so the gap is W (1 + W / (2 lambda)) with W the mean difference.
     shift, weight = 2.0, 10.0
@@ -57,10 +69,14 @@ def test_gradient_penalty_critic_recovers_the_shift_with_its_known_bias(device: 
     expected = mean_gap * (1 + mean_gap / (2 * weight))
     assert fit.estimate == pytest.approx(expected, rel=0.05)
     bulk = torch.linspace(-1.0, 3.0, 9, device=device).unsqueeze(-1)
-    assert gradient_norms(fit.critic, bulk).median().item() == pytest.approx(1 + mean_gap / (2 * weight), abs=0.08)
+    assert gradient_norms(fit.critic, bulk).median().item() == pytest.approx(
+        1 + mean_gap / (2 * weight), abs=0.08
+    )
 
 
-def test_spectral_norm_critic_is_a_lower_bound_of_the_empirical_distance(device: torch.device) -> None:
+def test_spectral_norm_critic_is_a_lower_bound_of_the_empirical_distance(
+    device: torch.device,
+) -> None:
     x, y = _shifted_samples(200, 1.5, device, seed=1)
     fit = train_critic(x, y, "sn", hidden=(16, 16), steps=200, seed=0)
     exact = float(wasserstein(x, y, p=1))
@@ -105,7 +121,7 @@ def test_unequal_sample_sizes_minibatches_and_a_given_critic() -> None:
         ({"steps": 2.5}, TypeError, "steps must be an int"),
         ({"lr": -1.0}, ValueError, "lr must be positive"),
         ({"clip": 0.0}, ValueError, "clip must be positive"),
-        ({"penalty_weight": float("nan")}, ValueError, "penalty_weight must be a finite number"),
+        ({"penalty_weight": float("nan")}, ValueError, "penalty_weight must be finite"),
         ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
         ({"seed": "0"}, TypeError, "seed must be an int"),
         ({"critic": "mlp"}, TypeError, "critic must be an nn.Module"),
@@ -139,7 +155,7 @@ def test_bad_samples_are_rejected() -> None:
         gradient_norms(nn.Linear(2, 1), torch.ones(3, 2, dtype=torch.long))
 
 
-# --- train_critics: independent critics trained as batched members ---------------------------------
+# --- train_critics: independent critics trained as batched members --------------------------------
 
 
 def test_batched_critic_spectral_norm_normalises_every_member() -> None:
@@ -157,7 +173,10 @@ def test_batched_critic_spectral_norm_normalises_every_member() -> None:
 
 def test_train_critics_members_are_independent_runs() -> None:
     generator = torch.Generator().manual_seed(0)
-    x, y = torch.randn(2, 64, 1, generator=generator), torch.randn(2, 64, 1, generator=generator) + 1.0
+    x, y = (
+        torch.randn(2, 64, 1, generator=generator),
+        torch.randn(2, 64, 1, generator=generator) + 1.0,
+    )
     other = x.clone()
     other[1] = 3.0 * torch.randn(64, 1, generator=generator)
     for method in ("clip", "gp", "sn"):
@@ -165,30 +184,44 @@ def test_train_critics_members_are_independent_runs() -> None:
         second = train_critics(other, y, method, hidden=(8,), steps=30, seed=0)
         # Member 0 saw the same data in both runs: changing member 1's data leaves it unchanged.
         assert torch.allclose(first.estimates[0], second.estimates[0], atol=1e-5), method
-        assert first.history.shape == (30, 2) and first.estimates.shape == first.lipschitz.shape == (2,)
+        assert first.history.shape == (
+            30,
+            2,
+        ) and first.estimates.shape == first.lipschitz.shape == (2,)
 
 
-def test_train_critics_spectral_norm_is_a_lower_bound_and_gp_overshoots(device: torch.device) -> None:
+def test_train_critics_spectral_norm_is_a_lower_bound_and_gp_overshoots(
+    device: torch.device,
+) -> None:
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(4, 200, 1, generator=generator).to(device)
     y = (torch.randn(4, 200, 1, generator=generator) + 2.0).to(device)
     exact = torch.stack([wasserstein(x[k], y[k], p=1) for k in range(4)])
     sn = train_critics(x, y, "sn", hidden=(16, 16), steps=200, seed=0)
     assert (sn.lipschitz <= 1.01).all() and (sn.estimates <= 1.01 * exact).all()
-    assert torch.allclose(sn.estimates, exact, rtol=0.06)  # a straight line: the bound is nearly tight
+    assert torch.allclose(
+        sn.estimates, exact, rtol=0.06
+    )  # a straight line: the bound is nearly tight
     weight = 10.0
     gp = train_critics(x, y, "gp", hidden=(16, 16), steps=200, penalty_weight=weight, seed=0)
     best = int((gp.estimates - weight * gp.penalty).argmax())
     mean_gap = float(y[best].mean() - x[best].mean())
-    assert gp.estimates[best].item() == pytest.approx(mean_gap * (1 + mean_gap / (2 * weight)), rel=0.05)
-    # gaps(): in-sample equals the stored estimates; a shared (N, d) sample is broadcast to every member.
+    assert gp.estimates[best].item() == pytest.approx(
+        mean_gap * (1 + mean_gap / (2 * weight)), rel=0.05
+    )
+    # gaps(): in-sample equals the stored estimates; a shared (N, d) sample is broadcast to every
+    # member.
     gap, se = sn.gaps(x, y)
     assert torch.allclose(gap, sn.estimates, atol=1e-5) and (se > 0).all()
-    fresh_gap, _ = sn.gaps(torch.randn(500, 1, device=device), torch.randn(500, 1, device=device) + 2.0)
+    fresh_gap, _ = sn.gaps(
+        torch.randn(500, 1, device=device), torch.randn(500, 1, device=device) + 2.0
+    )
     assert fresh_gap.shape == (4,)
     # member(): one critic alone, as a CriticFit scoring (N, d) points like the batched critic.
     single = sn.member(2)
-    assert isinstance(single, CriticFit) and single.estimate == pytest.approx(sn.estimates[2].item())
+    assert isinstance(single, CriticFit) and single.estimate == pytest.approx(
+        sn.estimates[2].item()
+    )
     with torch.no_grad():
         assert torch.allclose(single.critic(x[2]), sn.critic(x)[2], atol=1e-6)
     with pytest.raises(IndexError):
@@ -209,3 +242,98 @@ def test_train_critics_rejects_bad_input() -> None:
         train_critics(x, x, "sn", seed=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         train_critics(x, torch.full((2, 10, 1), float("nan")))
+
+
+# --------------------------------------------------------------------------------------------------
+# non-finite guards: the step and the quantity are named
+
+
+class _NaNAfter(torch.nn.Module):
+    """A linear critic whose ``calls``-th forward pass returns NaN."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.layer, self.calls, self.seen = torch.nn.Linear(2, 1), calls, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += 1
+        scores = self.layer(x)
+        return scores * float("nan") if self.seen == self.calls else scores
+
+
+@pytest.mark.parametrize("check_every", [1, 4])  # 1: the CPU path; 4: the accelerator's cadence
+def test_train_critic_names_the_step_of_a_nan_loss(monkeypatch, check_every: int) -> None:
+    from gdmlib import critics
+    from gdmlib.training import NonFiniteLossError
+
+    monkeypatch.setattr(critics, "_check_every", lambda device: check_every)
+    x, y = torch.randn(10, 2), torch.randn(10, 2)
+    critic = _NaNAfter(calls=7)  # two passes per step with "clip": the 7th is step 3's real batch
+    with pytest.raises(NonFiniteLossError, match="critic loss is nan at step 3") as info:
+        critics.train_critic(x, y, "clip", critic=critic, steps=20, seed=0)
+    assert info.value.step == 3 and isinstance(info.value, FloatingPointError)
+    if check_every == 1:  # raised before the backward pass: the parameters are still finite
+        assert all(torch.isfinite(p).all() for p in critic.parameters())
+
+
+def test_train_critic_names_a_parameter_that_overflows() -> None:
+    from gdmlib import critics
+    from gdmlib.training import NonFiniteLossError
+
+    x, y = torch.randn(10, 2), torch.randn(10, 2) + 1
+    critic = torch.nn.Linear(2, 1)
+    critic.weight.register_hook(lambda grad: grad * float("inf"))  # finite loss, NaN Adam update
+    with pytest.raises(NonFiniteLossError, match=r"parameter weight is nan at step 0"):
+        critics.train_critic(x, y, "clip", critic=critic, steps=5, seed=0)
+
+
+def test_train_critics_names_the_step_of_a_non_finite_loss() -> None:
+    from gdmlib import critics
+    from gdmlib.training import NonFiniteLossError
+
+    x, y = torch.randn(2, 10, 1), torch.randn(2, 10, 1) + 1
+    with pytest.raises(NonFiniteLossError, match=r"at step [0-2]\b"):  # updates overflow
+        critics.train_critics(x, y, "clip", hidden=(4,), steps=50, lr=1e38, clip=1e38, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda c: c.critic_gap(torch.nn.Linear(1, 1), torch.zeros(3), torch.zeros(3).double()),
+            TypeError,
+            "same dtype",
+        ),
+        (
+            lambda c: c.critic_gap(torch.nn.Linear(1, 1), torch.zeros(1), torch.zeros(3)),
+            ValueError,
+            "at least 2 points",
+        ),
+        (lambda c: c.critic_gap("f", torch.zeros(3), torch.zeros(3)), TypeError, "nn.Module"),
+        (
+            lambda c: c.gradient_norms(torch.nn.Linear(1, 1), torch.zeros(3, 1).double()),
+            TypeError,
+            "critic's parameters are torch.float32 but points is torch.float64",
+        ),
+        (
+            lambda c: c.train_critic(torch.zeros(3), torch.zeros(3), lr=float("inf")),
+            ValueError,
+            "lr must be finite",
+        ),
+        (
+            lambda c: c.train_critic(torch.zeros(3), torch.zeros(3), clip="0.1"),
+            TypeError,
+            "clip must be a number",
+        ),
+        (
+            lambda c: c.train_critics(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1), lr=0.0),
+            ValueError,
+            "lr must be positive",
+        ),
+    ],
+)
+def test_critic_functions_reject_bad_inputs(call, error, match) -> None:
+    from gdmlib import critics
+
+    with pytest.raises(error, match=match):
+        call(critics)

@@ -31,7 +31,11 @@ def test_digits_levels_and_binary_pixels_agree_with_the_intensities() -> None:
     images, _ = digits(dtype=torch.float64).tensors
     levels, _ = digits(levels=True).tensors
     binary, _ = digits(binarize=True).tensors
-    assert levels.dtype == torch.int64 and int(levels.min()) == 0 and int(levels.max()) == DIGITS_LEVELS - 1
+    assert (
+        levels.dtype == torch.int64
+        and int(levels.min()) == 0
+        and int(levels.max()) == DIGITS_LEVELS - 1
+    )
     torch.testing.assert_close(levels.to(torch.float64) / 16, images)
     assert sorted(binary.unique().tolist()) == [0.0, 1.0]
     torch.testing.assert_close(binary, (images >= 0.5).float())
@@ -59,7 +63,9 @@ def test_digits_bad_arguments() -> None:
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """LeCun's IDX format: zero, zero, type 0x08 (unsigned byte), rank, big-endian sizes, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape
+    )
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wb") as stream:
         stream.write(header + array.astype(np.uint8).tobytes())

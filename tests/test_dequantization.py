@@ -4,8 +4,6 @@ dequantizer's density, training, and bad inputs."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -19,7 +17,7 @@ from gdmlib.dequantization import (
     uniform_dequantization_bound,
     variational_dequantization_bound,
 )
-from gdmlib.vae import fit
+from gdmlib.training import fit
 
 
 def diagonal_mixture(device: torch.device, dtype: torch.dtype = torch.float64) -> MixtureSameFamily:
@@ -55,11 +53,19 @@ def test_both_bounds_lie_below_the_exact_log_probability(device: torch.device) -
     x = torch.cartesian_prod(torch.arange(0, 4), torch.arange(0, 4)).to(device)
     exact = closed_form_cells(mixture, x)
     generator = torch.Generator(device).manual_seed(0)
-    uniform = uniform_dequantization_bound(mixture.log_prob, x, 4000, generator=generator, dtype=torch.float64)
-    q = VariationalDequantizer(2, hidden=(16,), num_layers=1, flow_hidden=(16,)).to(device, torch.float64)
-    variational = variational_dequantization_bound(mixture.log_prob, x, q, 4000, generator=generator)
+    uniform = uniform_dequantization_bound(
+        mixture.log_prob, x, 4000, generator=generator, dtype=torch.float64
+    )
+    q = VariationalDequantizer(2, hidden=(16,), num_layers=1, flow_hidden=(16,)).to(
+        device, torch.float64
+    )
+    variational = variational_dequantization_bound(
+        mixture.log_prob, x, q, 4000, generator=generator
+    )
     for bound in (uniform, variational):
-        assert isinstance(bound, DequantizationBound) and bound.value.shape == bound.stderr.shape == (16,)
+        assert isinstance(
+            bound, DequantizationBound
+        ) and bound.value.shape == bound.stderr.shape == (16,)
         assert (bound.value <= exact + 4 * bound.stderr).all()
     # The uniform bound's gap is large where the density varies over the cell.
     assert float((exact - uniform.value).max()) > 0.1
@@ -73,7 +79,9 @@ def test_the_variational_bound_is_exact_for_the_exact_conditional(device: torch.
     # Closed form, and the generic quadrature, of the cell probabilities.
     exact = torch.log(marginals.cdf(x + 1.0) - marginals.cdf(x.double())).sum(-1)
     assert torch.allclose(q.cell_log_prob(x), exact, atol=1e-12)
-    assert torch.allclose(discrete_log_prob(q.log_density, x, dtype=torch.float64), exact, atol=1e-10)
+    assert torch.allclose(
+        discrete_log_prob(q.log_density, x, dtype=torch.float64), exact, atol=1e-10
+    )
     u, log_q = q.rsample_and_log_prob(x, 7, generator=torch.Generator(device).manual_seed(0))
     assert u.shape == (7, 4, 2) and log_q.shape == (7, 4) and ((u >= 0) & (u <= 1)).all()
     bound = variational_dequantization_bound(q.log_density, x, q, 50)
@@ -83,13 +91,19 @@ def test_the_variational_bound_is_exact_for_the_exact_conditional(device: torch.
     assert (uniform.value < exact - 1e-3).all()
 
 
-def test_dequantizer_density_matches_its_samples_and_integrates_to_one(device: torch.device) -> None:
-    q = VariationalDequantizer(1, hidden=(8,), num_layers=2, flow_hidden=(8,)).to(device, torch.float64)
+def test_dequantizer_density_matches_its_samples_and_integrates_to_one(
+    device: torch.device,
+) -> None:
+    q = VariationalDequantizer(1, hidden=(8,), num_layers=2, flow_hidden=(8,)).to(
+        device, torch.float64
+    )
     x = torch.tensor([[0], [4]], device=device)
     u, log_q = q.rsample_and_log_prob(x, 6)
     assert torch.allclose(q.log_prob(u, x), log_q, atol=1e-8)
     # Midpoint rule on (0, 1): the density integrates to one for each x.
-    grid = ((torch.arange(20_000, device=device, dtype=torch.float64) + 0.5) / 20_000)[:, None, None].expand(-1, 2, 1)
+    grid = ((torch.arange(20_000, device=device, dtype=torch.float64) + 0.5) / 20_000)[
+        :, None, None
+    ].expand(-1, 2, 1)
     mass = q.log_prob(grid, x).exp().mean(0)
     assert torch.allclose(mass, torch.ones(2, dtype=torch.float64, device=device), atol=1e-3)
 
@@ -106,9 +120,17 @@ def test_training_the_dequantizer_tightens_the_bound() -> None:
     exact = torch.log(normal.cdf(x + 1.0) - normal.cdf(x.float())).squeeze(-1)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        before = variational_dequantization_bound(log_density, x, q, 2000, generator=generator).value
-    fit(q, data, steps=150, batch_size=32, lr=2e-2,
-        loss=lambda batch: -variational_dequantization_bound(log_density, batch, q, 8).value.mean())
+        before = variational_dequantization_bound(
+            log_density, x, q, 2000, generator=generator
+        ).value
+    fit(
+        q,
+        data,
+        steps=150,
+        batch_size=32,
+        lr=2e-2,
+        loss=lambda batch: -variational_dequantization_bound(log_density, batch, q, 8).value.mean(),
+    )
     with torch.no_grad():
         after = variational_dequantization_bound(log_density, x, q, 2000, generator=generator)
     uniform = uniform_dequantization_bound(log_density, x, 2000, generator=generator)
@@ -168,7 +190,9 @@ def test_bad_inputs_raise_clear_errors() -> None:
         ExactDequantizer(Normal(torch.zeros(2), 1.0)).cell_log_prob(torch.tensor([[0, 1, 2]]))
 
     class Outside(nn.Module):
-        def rsample_and_log_prob(self, x: Tensor, num_samples: int, *, generator=None) -> tuple[Tensor, Tensor]:
+        def rsample_and_log_prob(
+            self, x: Tensor, num_samples: int, *, generator=None
+        ) -> tuple[Tensor, Tensor]:
             return torch.full((num_samples, *x.shape), 1.5), torch.zeros(num_samples, x.shape[0])
 
     with pytest.raises(ValueError, match="unit cell"):

@@ -23,7 +23,7 @@ from gdmlib.discrete import (
     sample_gumbel,
 )
 from gdmlib.nets import ConvDecoder8, ConvEncoder8
-from gdmlib.vae import fit
+from gdmlib.training import fit
 
 PROBS = [0.6, 0.25, 0.1, 0.05]
 
@@ -40,13 +40,17 @@ def seeded(device: torch.device | str = "cpu", seed: int = 0) -> torch.Generator
 def test_gumbel_noise_has_the_gumbel_law() -> None:
     noise = sample_gumbel((50_000,), dtype=torch.float64, generator=seeded())
     assert stats.kstest(noise.numpy(), "gumbel_r").pvalue > 1e-3
-    assert float(noise.mean()) == pytest.approx(0.5772156649, abs=4 * math.pi / math.sqrt(6 * 50_000))
+    assert float(noise.mean()) == pytest.approx(
+        0.5772156649, abs=4 * math.pi / math.sqrt(6 * 50_000)
+    )
 
 
 def test_gumbel_max_frequencies_match_softmax(device: torch.device) -> None:
     n = 100_000
     probs = torch.tensor([0.05, 0.1, 0.15, 0.3, 0.4], dtype=torch.float64)
-    logits = (torch.log(probs) + 3.0).float().to(device)  # unnormalised: a constant shift changes nothing
+    logits = (
+        (torch.log(probs) + 3.0).float().to(device)
+    )  # unnormalised: a constant shift changes nothing
     draws = gumbel_max(logits.expand(n, 5), generator=seeded(device))
     assert draws.shape == (n,) and draws.dtype == torch.long and draws.device.type == device.type
     counts = torch.bincount(draws, minlength=5).cpu().numpy()
@@ -143,7 +147,9 @@ def test_quantiser_picks_the_nearest_code_in_both_layouts(device: torch.device) 
         vq.codebook.copy_(torch.randn(16, 3))
     vectors = torch.randn(50, 3, device=device)
     z_q, indices, losses = vq(vectors)
-    assert indices.shape == (50,) and torch.equal(indices, brute_force_nearest(vectors, vq.codebook))
+    assert indices.shape == (50,) and torch.equal(
+        indices, brute_force_nearest(vectors, vq.codebook)
+    )
     assert torch.equal(z_q, vq.codebook[indices]) and z_q.device.type == device.type
     maps = torch.randn(2, 3, 4, 5, device=device)
     z_q, indices, _ = vq(maps)
@@ -177,7 +183,9 @@ def test_codebook_learns_only_from_the_codebook_loss() -> None:
     z_e.grad = None
     losses.codebook.backward()
     assert z_e.grad is None or torch.all(z_e.grad == 0)  # ... and the codebook loss not the encoder
-    expected = torch.zeros_like(vq.codebook).index_add_(0, indices, 2 * (vq.codebook[indices] - z_e) / z_e.numel())
+    expected = torch.zeros_like(vq.codebook).index_add_(
+        0, indices, 2 * (vq.codebook[indices] - z_e) / z_e.numel()
+    )
     torch.testing.assert_close(vq.codebook.grad, expected.detach())
 
 
@@ -254,7 +262,9 @@ def test_categorical_kl_matches_the_direct_formula(device: torch.device) -> None
     entropy = torch.distributions.Categorical(logits=logits).entropy()
     torch.testing.assert_close(kl, math.log(10) - entropy)
     assert float(categorical_kl_uniform(torch.zeros(6))) == pytest.approx(0.0, abs=1e-6)
-    assert float(categorical_kl_uniform(torch.tensor([50.0, 0.0, 0.0]))) == pytest.approx(math.log(3), abs=1e-6)
+    assert float(categorical_kl_uniform(torch.tensor([50.0, 0.0, 0.0]))) == pytest.approx(
+        math.log(3), abs=1e-6
+    )
 
 
 def test_categorical_kl_handles_impossible_categories_with_finite_gradients() -> None:
@@ -279,13 +289,16 @@ def binary_batch(n: int = 24, seed: int = 0, device: torch.device | str = "cpu")
 
 
 def test_vqvae_shapes_and_loss_formula(device: torch.device) -> None:
-    model = VQVAE((1, 8, 8), num_codes=8, code_dim=3, num_latents=4, hidden=(16,), beta=0.4).to(device)
+    model = VQVAE((1, 8, 8), num_codes=8, code_dim=3, num_latents=4, hidden=(16,), beta=0.4).to(
+        device
+    )
     x = binary_batch(device=device)
     z_q, indices, losses = model.quantize(x)
     assert z_q.shape == (24, 12) and indices.shape == (24, 4) and z_q.device.type == device.type
     assert torch.equal(model.codes(x), indices)
     torch.testing.assert_close(z_q, model.embed(indices))  # forward value = the codes
-    # Per data point: -log p(x | z_q) + sum over the M * D coordinates of (1 + beta) * squared error.
+    # Per data point: -log p(x | z_q) + sum over the M * D coordinates of (1 + beta) * squared
+    # error.
     squared = (model.encode(x) - model.quantizer.embed(indices)).square().sum((1, 2))
     expected = -model.decoder.log_prob(x, z_q).mean() + 1.4 * squared.mean()
     torch.testing.assert_close(model.loss(x), expected)
@@ -299,14 +312,21 @@ def test_vqvae_gradients_reach_the_right_parameters() -> None:
     z_q, _, losses = model.quantize(x)
     reconstruction = -model.decoder.log_prob(x, z_q).mean()
     grad_encoder, grad_codebook = torch.autograd.grad(
-        reconstruction, [encoder_weight, model.quantizer.codebook], allow_unused=True, retain_graph=True
+        reconstruction,
+        [encoder_weight, model.quantizer.codebook],
+        allow_unused=True,
+        retain_graph=True,
     )
-    assert grad_encoder is not None and grad_encoder.abs().sum() > 0  # straight through to the encoder
+    assert (
+        grad_encoder is not None and grad_encoder.abs().sum() > 0
+    )  # straight through to the encoder
     assert grad_codebook is None or torch.all(grad_codebook == 0)  # ... and never to the codebook
     # The whole loss moves the codebook exactly as the (scaled) codebook loss alone does.
     (full,) = torch.autograd.grad(model.loss(x), model.quantizer.codebook)
     _, _, losses = model.quantize(x)
-    (codebook_only,) = torch.autograd.grad(model.latent_dim * losses.codebook, model.quantizer.codebook)
+    (codebook_only,) = torch.autograd.grad(
+        model.latent_dim * losses.codebook, model.quantizer.codebook
+    )
     torch.testing.assert_close(full, codebook_only)
     assert full.abs().sum() > 0
 
@@ -351,14 +371,20 @@ def test_vqvae_bad_inputs_raise() -> None:
         model.elbo(torch.zeros(3, 1, 8, 8), reduction="sum")
     with pytest.raises(ValueError, match=r"indices must have shape \(\.\.\., 2\)"):
         model.embed(torch.zeros(3, 5, dtype=torch.long))
-    wrong_encoder = VQVAE((1, 8, 8), 4, 2, num_latents=2, encoder=nn.Sequential(nn.Flatten(), nn.Linear(64, 3)))
+    wrong_encoder = VQVAE(
+        (1, 8, 8), 4, 2, num_latents=2, encoder=nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    )
     with pytest.raises(ValueError, match=r"the encoder must map a batch of 3 to \(3, 4\)"):
         wrong_encoder.loss(torch.zeros(3, 1, 8, 8))
 
 
 def test_vqvae_with_the_convolutional_nets() -> None:
     model = VQVAE(
-        (1, 8, 8), 8, 4, num_latents=2, encoder=ConvEncoder8(8, channels=4),
+        (1, 8, 8),
+        8,
+        4,
+        num_latents=2,
+        encoder=ConvEncoder8(8, channels=4),
         decoder_net=nn.Sequential(ConvDecoder8(8, channels=4), nn.Flatten()),
     )
     x = binary_batch(6)
@@ -371,12 +397,16 @@ def test_vqvae_with_the_convolutional_nets() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_categorical_vae_kl_is_summed_over_latents_and_averaged_over_the_batch(device: torch.device) -> None:
+def test_categorical_vae_kl_is_summed_over_latents_and_averaged_over_the_batch(
+    device: torch.device,
+) -> None:
     model = CategoricalVAE((1, 8, 8), num_latents=5, num_classes=4, hidden=(16,)).to(device)
     x = binary_batch(device=device)
     logits = model.logits(x)
     assert logits.shape == (24, 5, 4) and logits.device.type == device.type
-    per_point = (torch.softmax(logits, -1) * (torch.log_softmax(logits, -1) + math.log(4))).sum((-1, -2))
+    per_point = (torch.softmax(logits, -1) * (torch.log_softmax(logits, -1) + math.log(4))).sum(
+        (-1, -2)
+    )
     torch.testing.assert_close(model.kl(x), per_point)
     terms = model.relaxed_elbo(x, generator=seeded(device, 3))
     torch.testing.assert_close(terms.kl, per_point.mean())
@@ -390,7 +420,9 @@ def test_categorical_vae_kl_is_summed_over_latents_and_averaged_over_the_batch(d
     assert hard.value.shape == (24,) and torch.all(hard.kl <= 5 * math.log(4) + 1e-5)
 
 
-def exact_log_likelihood_and_elbo(model: CategoricalVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_log_likelihood_and_elbo(
+    model: CategoricalVAE, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """By enumerating the K^M latent values."""
     m, k = model.num_latents, model.num_classes
     grids = torch.cartesian_prod(*[torch.arange(k)] * m).reshape(-1, m)  # (K^M, M)
@@ -410,7 +442,9 @@ def test_hard_elbo_and_iwae_against_enumeration() -> None:
         log_px, exact_elbo = exact_log_likelihood_and_elbo(model, x)
         draws = 4000
         estimate = model.elbo(x, num_samples=draws, reduction="none", generator=seeded())
-        per_draw = torch.stack([model.elbo(x, reduction="none", generator=seeded("cpu", s)).value for s in range(50)])
+        per_draw = torch.stack(
+            [model.elbo(x, reduction="none", generator=seeded("cpu", s)).value for s in range(50)]
+        )
         stderr = per_draw.std(0) / math.sqrt(draws)
         assert torch.all((estimate.value - exact_elbo).abs() <= 4 * stderr + 1e-4)
         iwae = model.iwae_bound(x, 3000, chunk_size=1000, generator=seeded())
@@ -422,19 +456,31 @@ def test_hard_elbo_and_iwae_against_enumeration() -> None:
 def test_hard_training_samples_are_one_hot_for_the_decoder() -> None:
     model = CategoricalVAE((1, 8, 8), 3, 4, hidden=(8,), hard=True)
     seen = []
-    model.decoder.net.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    model.decoder.net.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].detach())
+    )
     model.loss(binary_batch(5)).backward()
     z = seen[0].reshape(5, 3, 4)
     assert torch.equal(z.sum(-1), torch.ones(5, 3)) and set(z.unique().tolist()) == {0.0, 1.0}
-    assert model.encoder[1].net[0].weight.grad.abs().sum() > 0  # straight-through reaches the encoder
+    assert (
+        model.encoder[1].net[0].weight.grad.abs().sum() > 0
+    )  # straight-through reaches the encoder
 
 
 def test_annealed_training_lowers_the_loss_and_the_temperature() -> None:
     torch.manual_seed(0)
     model = CategoricalVAE((1, 8, 8), 4, 4, hidden=(32,))
     x = binary_batch(128)
-    history = fit(model, x, steps=40, batch_size=64, lr=5e-3, log_every=20,
-                  loss=annealed_loss(model, start=1.0, end=0.5, steps=40), generator=seeded())
+    history = fit(
+        model,
+        x,
+        steps=40,
+        batch_size=64,
+        lr=5e-3,
+        log_every=20,
+        loss=annealed_loss(model, start=1.0, end=0.5, steps=40),
+        generator=seeded(),
+    )
     assert model.tau == pytest.approx(0.5)
     assert history.losses[-1] < history.losses[0]
 
@@ -463,3 +509,30 @@ def test_categorical_vae_bad_inputs_raise() -> None:
         annealed_loss(VQVAE((1, 8, 8), 4, 2), start=1.0, end=0.5, steps=10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tau must be a finite positive number"):
         annealed_loss(model, start=1.0, end=0.0, steps=10)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: categorical_kl_uniform(torch.tensor([0.0, float("inf")])),
+            ValueError,
+            r"NaN or \+inf",
+        ),
+        (
+            lambda: categorical_kl_uniform(torch.tensor([0.0, float("nan")])),
+            ValueError,
+            r"NaN or \+inf",
+        ),
+        (lambda: VectorQuantizer(4, 2).embed(torch.tensor([0, 4])), ValueError, r"0\.\.3 .* got 4"),
+        (lambda: VectorQuantizer(4, 2).embed(torch.tensor([-1])), ValueError, "got -1"),
+        (
+            lambda: VectorQuantizer(4, 2).embed(torch.tensor([0], device="meta")),
+            ValueError,
+            "indices are on meta but the codebook on cpu",
+        ),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_clear_error(call, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()

@@ -45,7 +45,14 @@ def mixture(locs: list[float], scales: list[float], weights: list[float]) -> Mix
 class TestKL:
     @pytest.mark.parametrize(
         "m1, s1, m2, s2",
-        [(0, 1, 1, 2), (0, 1, 3, 0.5), (0, 1, 100, 0.1), (5, 0.01, -5, 3), (0, 1e-3, 0, 1e3), (2, 1, 2, 1)],
+        [
+            (0, 1, 1, 2),
+            (0, 1, 3, 0.5),
+            (0, 1, 100, 0.1),
+            (5, 0.01, -5, 3),
+            (0, 1e-3, 0, 1e3),
+            (2, 1, 2, 1),
+        ],
     )
     def test_gaussians_match_closed_form(self, m1, s1, m2, s2):
         expected = kl_gauss(m1, s1, m2, s2)
@@ -101,7 +108,9 @@ class TestJSD:
 
     def test_overlapping_uniforms(self):
         # Half of each mass is shared: JSD = ½ log 2.
-        assert jsd(Uniform(*f64(0, 1)), Uniform(*f64(0.5, 1.5))) == pytest.approx(0.5 * math.log(2), abs=1e-9)
+        assert jsd(Uniform(*f64(0, 1)), Uniform(*f64(0.5, 1.5))) == pytest.approx(
+            0.5 * math.log(2), abs=1e-9
+        )
 
     def test_symmetric(self):
         p, q = mixture([-2.0, 1.0], [0.5, 1.0], [0.5, 0.5]), normal(0.5, 2.0)
@@ -133,7 +142,10 @@ class TestTV:
 
     def test_pinsker_and_jsd_sandwich(self):
         # TV ≤ √(KL/2) (Pinsker) and TV²/2 ≤ JSD ≤ TV log 2 on a few asymmetric pairs.
-        pairs = [(normal(0, 1), normal(1, 2)), (mixture([-2.0, 2.0], [1.0, 1.0], [0.5, 0.5]), normal(0, 1))]
+        pairs = [
+            (normal(0, 1), normal(1, 2)),
+            (mixture([-2.0, 2.0], [1.0, 1.0], [0.5, 0.5]), normal(0, 1)),
+        ]
         for p, q in pairs:
             t, j = tv(p, q), jsd(p, q)
             assert t <= math.sqrt(kl(p, q) / 2)
@@ -160,8 +172,12 @@ def test_distributions_on_any_device(device):
 class TestMonteCarlo:
     def test_gaussians_in_higher_dimension(self):
         d = 5
-        p = MultivariateNormal(torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64))
-        q = MultivariateNormal(0.3 * torch.ones(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64))
+        p = MultivariateNormal(
+            torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64)
+        )
+        q = MultivariateNormal(
+            0.3 * torch.ones(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64)
+        )
         kl_exact = 0.5 * 0.09 * d
         tv_exact = 2 * norm.cdf(0.3 * math.sqrt(d) / 2) - 1
         for estimator, exact in [(kl_mc, kl_exact), (tv_mc, tv_exact)]:
@@ -183,12 +199,16 @@ class TestMonteCarlo:
 class TestFitNormal:
     @pytest.mark.parametrize("mu", [0.5, 2.0, 4.0])
     def test_forward_kl_is_moment_matching(self, mu):
-        fit = fit_normal(two_gaussians(torch.tensor(mu, dtype=torch.float64)), "forward_kl", init=(1.0, 0.5))
+        fit = fit_normal(
+            two_gaussians(torch.tensor(mu, dtype=torch.float64)), "forward_kl", init=(1.0, 0.5)
+        )
         assert isinstance(fit, NormalFit)
         assert fit.loc == pytest.approx(0.0, abs=1e-6)
         assert fit.scale == pytest.approx(math.sqrt(1 + mu**2), abs=1e-6)
 
-    @pytest.mark.parametrize("objective, divergence", [("reverse_kl", lambda q, t: kl(q, t)), ("jsd", jsd)])
+    @pytest.mark.parametrize(
+        "objective, divergence", [("reverse_kl", lambda q, t: kl(q, t)), ("jsd", jsd)]
+    )
     def test_value_agrees_with_quadrature(self, objective, divergence):
         target = two_gaussians(torch.tensor(3.0, dtype=torch.float64))
         fit = fit_normal(target, objective, init=(3.0, 1.0))
@@ -240,3 +260,80 @@ class TestBadInput:
             tv_mc(p, p, 10.0)
         with pytest.raises(ValueError, match="same event_shape"):
             jsd_mc(p, MultivariateNormal(torch.zeros(2), torch.eye(2)), 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11: heavy tails, bad inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kl_is_infinite_when_p_has_heavier_tails_than_q() -> None:
+    assert kl(Cauchy(0.0, 1.0), Normal(0.0, 1.0)) == math.inf  # was 1.04e13
+    assert kl(Cauchy(0.0, 1.0), Laplace(0.0, 1.0)) == math.inf  # E|x| = inf under the Cauchy
+    # The other direction is finite: E_N[log N - log Cauchy], by an independent quadrature.
+    from scipy.integrate import quad
+    from scipy.stats import cauchy, norm
+
+    expected = quad(
+        lambda t: norm.pdf(t) * (norm.logpdf(t) - cauchy.logpdf(t)), -40, 40, limit=200
+    )[0]
+    assert kl(Normal(0.0, 1.0), Cauchy(0.0, 1.0)) == pytest.approx(
+        expected, abs=1e-7
+    )  # float32 parameters
+    # Two Cauchy laws: heavy tails on both sides, finite closed form
+    # log((s1 + s2)^2 + d^2) / (4 s1 s2).
+    assert kl(Cauchy(0.0, 1.0), Cauchy(1.0, 2.0)) == pytest.approx(math.log(10 / 8), abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: kl_mc(Normal(0.0, 1.0), Normal(1.0, 1.0), 100, seed=1.5),
+            TypeError,
+            "seed must be an int",
+        ),
+        (
+            lambda: kl_mc(Normal(0.0, 1.0), Normal(1.0, 1.0), 100, seed=-1),
+            ValueError,
+            "seed must be non-negative",
+        ),
+        (
+            lambda: jsd_mc(Normal(0.0, 1.0), Normal(1.0, 1.0), 100, seed=2.0),
+            TypeError,
+            "seed must be an int",
+        ),
+        (lambda: tv_mc(Normal(0.0, 1.0), Normal(1.0, 1.0), 1), ValueError, "n must be at least 2"),
+        (lambda: kl_mc(Normal(0.0, 1.0), Normal(1.0, 1.0), 10.0), TypeError, "n must be an int"),
+        (
+            lambda: fit_normal(Normal(0.0, 1.0), "forward_kl", init=(math.nan, 1.0)),
+            ValueError,
+            "initial mean",
+        ),
+        (
+            lambda: fit_normal(Normal(0.0, 1.0), "reverse_kl", init=(0.0, math.inf)),
+            ValueError,
+            "initial scale",
+        ),
+        (
+            lambda: fit_normal(Normal(0.0, 1.0), "jsd", init=(0.0, -1.0)),
+            ValueError,
+            "initial scale must be positive",
+        ),
+        (lambda: fit_normal(Normal(0.0, 1.0), "jsd", init=0.5), TypeError, "init must be a pair"),
+        (
+            lambda: fit_normal(Normal(0.0, 1.0), "jsd", loc=math.nan),
+            ValueError,
+            "loc must be finite",
+        ),
+        (lambda: fit_normal(Normal(0.0, 1.0), "kl"), ValueError, "objective must be one of"),
+        (
+            lambda: kl(Normal(0.0, 1.0), "normal"),
+            TypeError,
+            "q must be a torch.distributions.Distribution",
+        ),
+    ],
+)
+def test_divergences_refuse_bad_inputs(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()

@@ -22,8 +22,12 @@ def test_mean_stderr_matches_numpy_and_accepts_tensors() -> None:
 
 @pytest.mark.parametrize(
     ("values", "error", "match"),
-    [([1.0], ValueError, "at least two"), ([1.0, math.inf], ValueError, "finite"),
-     ([1.0, float("nan")], ValueError, "finite"), (["a", "b"], TypeError, "must be numbers")],
+    [
+        ([1.0], ValueError, "at least two"),
+        ([1.0, math.inf], ValueError, "finite"),
+        ([1.0, float("nan")], ValueError, "finite"),
+        (["a", "b"], TypeError, "must be numbers"),
+    ],
 )
 def test_mean_stderr_rejects_bad_inputs(values, error, match) -> None:
     with pytest.raises(error, match=match):

@@ -55,7 +55,9 @@ def make(kind: str, context_features: int = 0, features: int = D) -> Transform:
     return transform
 
 
-def context_for(batch: tuple[int, ...], conditional: bool, device, dtype=torch.float32) -> torch.Tensor | None:
+def context_for(
+    batch: tuple[int, ...], conditional: bool, device, dtype=torch.float32
+) -> torch.Tensor | None:
     return torch.randn(*batch, C, device=device, dtype=dtype) if conditional else None
 
 
@@ -89,12 +91,18 @@ def test_log_det_matches_autograd_jacobian(kind: str, conditional: bool) -> None
         x = 1.5 * torch.randn(D, dtype=torch.float64)
         context = context_for((), conditional, "cpu", torch.float64)
         z, ladj = transform(x, context)
-        jac = jacobian(lambda v: transform(v, context)[0], x)
-        torch.testing.assert_close(ladj, torch.linalg.slogdet(jac).logabsdet, atol=1e-10, rtol=1e-10)
-        jac_inverse = jacobian(lambda v: transform.inverse(v, context)[0], z)
+        jac = jacobian(lambda v, context=context: transform(v, context)[0], x)
+        torch.testing.assert_close(
+            ladj, torch.linalg.slogdet(jac).logabsdet, atol=1e-10, rtol=1e-10
+        )
+        jac_inverse = jacobian(lambda v, context=context: transform.inverse(v, context)[0], z)
         _, ladj_inverse = transform.inverse(z, context)
-        torch.testing.assert_close(ladj_inverse, torch.linalg.slogdet(jac_inverse).logabsdet, atol=1e-10, rtol=1e-10)
-        torch.testing.assert_close(jac_inverse @ jac, torch.eye(D, dtype=torch.float64), atol=1e-9, rtol=0)
+        torch.testing.assert_close(
+            ladj_inverse, torch.linalg.slogdet(jac_inverse).logabsdet, atol=1e-10, rtol=1e-10
+        )
+        torch.testing.assert_close(
+            jac_inverse @ jac, torch.eye(D, dtype=torch.float64), atol=1e-9, rtol=0
+        )
 
 
 def test_permutations_move_features_and_preserve_volume() -> None:
@@ -111,7 +119,9 @@ def test_permutations_move_features_and_preserve_volume() -> None:
 
 def test_made_is_autoregressive_in_its_order_and_sees_the_context() -> None:
     order = torch.tensor([2, 0, 3, 1])
-    made = MADE(D, params_per_feature=3, hidden=(16, 16), activation="tanh", context_features=C, order=order).double()
+    made = MADE(
+        D, params_per_feature=3, hidden=(16, 16), activation="tanh", context_features=C, order=order
+    ).double()
     x, h = torch.randn(D, dtype=torch.float64), torch.randn(C, dtype=torch.float64)
     jac_x = jacobian(lambda v: made(v, h), x)  # (3, D, D): output p of feature i w.r.t. x_j
     allowed = order[None, :] < order[:, None]  # [i, j]: order_j < order_i
@@ -138,7 +148,7 @@ def test_autoregressive_layers_have_triangular_jacobians(kind: str) -> None:
     allowed = order[None, :] < order[:, None]
     x = torch.randn(D, dtype=torch.float64)
     for direction in (layer.forward, layer.inverse):
-        jac = jacobian(lambda v: direction(v)[0], x)
+        jac = jacobian(lambda v, direction=direction: direction(v)[0], x)
         off_diagonal = ~torch.eye(D, dtype=torch.bool)
         assert torch.all(jac[~allowed & off_diagonal] == 0)
         assert torch.all(jac[allowed] != 0) and torch.all(jac.diagonal() > 0)
@@ -223,7 +233,9 @@ def test_gradients_reach_every_parameter_and_the_context(kind: str) -> None:
     flow = Flow(make(kind, C))
     for loss_of in (
         lambda h: -flow.log_prob(torch.randn(32, D), h).mean(),  # density estimation (prior)
-        lambda h: flow.rsample_and_log_prob(4, h)[1].mean() + flow.rsample(context=h).square().mean(),  # posterior
+        lambda h: (
+            flow.rsample_and_log_prob(4, h)[1].mean() + flow.rsample(context=h).square().mean()
+        ),  # posterior
     ):
         flow.zero_grad()
         context = torch.randn(32, C, requires_grad=True)
@@ -242,7 +254,11 @@ def test_shapes_with_batch_dimensions(device: torch.device) -> None:
     z, ladj = flow.transform(x[0], torch.randn(6, 1, C, device=device))  # broadcast both ways
     assert z.shape == (6, 3, D) and ladj.shape == (6, 3)
     unconditional = Flow(make("realnvp")).to(device)
-    assert unconditional.sample(5).shape == (5, D) and unconditional.sample((2, 3)).shape == (2, 3, D)
+    assert unconditional.sample(5).shape == (5, D) and unconditional.sample((2, 3)).shape == (
+        2,
+        3,
+        D,
+    )
     assert unconditional.sample().shape == (D,)
     assert flow.rsample(context=torch.randn(4, C, device=device)).shape == (4, D)
     assert flow.sample((2, 5), context=torch.randn(4, C, device=device)).shape == (2, 5, 4, D)
@@ -303,3 +319,9 @@ def test_bad_inputs_raise_clear_errors() -> None:
         flow.log_prob(torch.randn(5, D), torch.randn(5, C))
     with pytest.raises(ValueError, match="non-negative ints"):
         flow.sample(-1)
+
+
+def test_log_prob_refuses_data_on_another_device() -> None:
+    flow = Flow(maf(2, num_layers=1, hidden=(4,)))
+    with pytest.raises(ValueError, match="x is on meta but the flow on cpu"):
+        flow.log_prob(torch.zeros(3, 2, device="meta"))

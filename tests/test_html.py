@@ -15,8 +15,9 @@ import functools
 import http.server
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -38,7 +39,10 @@ def _in_ci() -> bool:
 def _unavailable() -> str | None:
     """Why the browser tests cannot run here, or ``None``."""
     if not (BUILD / "index.html").is_file():
-        return f"no built book at {BUILD.relative_to(ROOT)}/index.html (run `jupyter-book build .` first)"
+        return (
+            f"no built book at {BUILD.relative_to(ROOT)}/index.html "
+            "(run `jupyter-book build .` first)"
+        )
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not path.is_file():
             return f"{path} is missing (apt-get install {package})"
@@ -169,7 +173,8 @@ const local = (url) => !url || /^(data|blob|about|javascript):/.test(url)
   || new URL(url, location.href).host === location.host;
 const resources = [
   ...Array.from(document.querySelectorAll("script[src]"), (el) => el.src),
-  ...Array.from(document.querySelectorAll("link[rel~=stylesheet][href], link[rel~=preload][href]"), (el) => el.href),
+  ...Array.from(document.querySelectorAll("link[rel~=stylesheet][href], link[rel~=preload][href]"),
+    (el) => el.href),
   ...Array.from(document.querySelectorAll("img[src], iframe[src]"), (el) => el.src),
   ...performance.getEntriesByType("resource").map((entry) => entry.name),
 ];
@@ -177,11 +182,15 @@ const mathSources = Array.from(document.querySelectorAll("span.math, div.math"))
 return {
   title: document.title,
   figures: Array.from(document.querySelectorAll(".cell_output img"), (img) => img.src),
-  brokenImages: Array.from(document.images).filter((img) => img.naturalWidth === 0).map((img) => img.src),
-  theorems: Array.from(document.querySelectorAll("div.proof.theorem")).filter((el) => el.offsetHeight > 0).map(text),
-  proofs: Array.from(document.querySelectorAll("div.proof")).filter((el) => /^Proof\\b/.test(text(el))).map(text),
+  brokenImages: Array.from(document.images).filter((img) => img.naturalWidth === 0)
+    .map((img) => img.src),
+  theorems: Array.from(document.querySelectorAll("div.proof.theorem"))
+    .filter((el) => el.offsetHeight > 0).map(text),
+  proofs: Array.from(document.querySelectorAll("div.proof"))
+    .filter((el) => /^Proof\\b/.test(text(el))).map(text),
   mathSources: mathSources.length,
-  untypesetMath: mathSources.filter((el) => !el.querySelector("mjx-container")).map(text).slice(0, 5),
+  untypesetMath: mathSources.filter((el) => !el.querySelector("mjx-container")).map(text)
+    .slice(0, 5),
   mjxContainers: document.querySelectorAll("mjx-container").length,
   mathErrors: Array.from(document.querySelectorAll("mjx-merror"),
     (el) => el.getAttribute("data-mjx-error") || text(el)),
@@ -191,7 +200,9 @@ return {
   errorOutputs: [
     ...Array.from(document.querySelectorAll(".cell_output .output.stderr, .cell_output .stderr"))
       .map(text).filter((t) => /Traceback|Error/.test(t)),
-    ...Array.from(document.querySelectorAll(".cell_output .output.traceback, .cell_output .output.error")).map(text),
+    ...Array.from(
+      document.querySelectorAll(".cell_output .output.traceback, .cell_output .output.error"),
+    ).map(text),
     ...Array.from(document.querySelectorAll(".cell_output .ansi-red-fg"))
       .map(text).filter((t) => /Traceback|Error/.test(t)),
     ...Array.from(document.querySelectorAll(".system-message, .problematic")).map(text),
@@ -222,14 +233,18 @@ def page(request: pytest.FixtureRequest, browser: Any, server: str) -> dict[str,
 
 
 def test_page_needs_no_network(page: dict[str, Any]) -> None:
-    assert not page["externalResources"], f"{page['name']} loads from other hosts: {page['externalResources']}"
+    assert not page["externalResources"], (
+        f"{page['name']} loads from other hosts: {page['externalResources']}"
+    )
     failed = [message for message in page["console"] if "net::ERR" in message or "404" in message]
     assert not failed, f"{page['name']}: requests failed: {failed}"
 
 
 def test_figures_are_shown(page: dict[str, Any]) -> None:
     assert page["figures"], f"{page['name']} shows no figure output"
-    assert not page["brokenImages"], f"{page['name']}: images that did not load: {page['brokenImages']}"
+    assert not page["brokenImages"], (
+        f"{page['name']}: images that did not load: {page['brokenImages']}"
+    )
 
 
 def test_theorem_and_proof_boxes(page: dict[str, Any]) -> None:
@@ -239,11 +254,13 @@ def test_theorem_and_proof_boxes(page: dict[str, Any]) -> None:
 
 def test_maths_is_typeset_offline(page: dict[str, Any]) -> None:
     assert page["mathjax"] == "ok", f"{page['name']}: {page['mathjax']}"
-    assert page["mathjaxScripts"] and all(s.startswith("http://127.0.0.1:") for s in page["mathjaxScripts"]), (
-        f"{page['name']}: MathJax is not served by the book itself: {page['mathjaxScripts']}"
-    )
+    assert page["mathjaxScripts"] and all(
+        s.startswith("http://127.0.0.1:") for s in page["mathjaxScripts"]
+    ), f"{page['name']}: MathJax is not served by the book itself: {page['mathjaxScripts']}"
     assert page["mathSources"] > 0, f"{page['name']} has no maths"
-    assert page["mjxContainers"] >= page["mathSources"], f"{page['name']}: maths left raw: {page['untypesetMath']}"
+    assert page["mjxContainers"] >= page["mathSources"], (
+        f"{page['name']}: maths left raw: {page['untypesetMath']}"
+    )
     assert not page["untypesetMath"], f"{page['name']}: maths left raw: {page['untypesetMath']}"
     assert not page["mathErrors"], f"{page['name']}: TeX errors: {page['mathErrors']}"
 
@@ -261,4 +278,3 @@ def test_no_error_output(page: dict[str, Any]) -> None:
     assert not page["errorOutputs"], f"{page['name']} shows errors: {page['errorOutputs']}"
     errors = [m for m in page["console"] if "net::ERR" not in m and "404" not in m]
     assert not errors, f"{page['name']}: JavaScript errors: {errors}"
-

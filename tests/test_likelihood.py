@@ -36,7 +36,10 @@ def test_kde_log_prob_equals_the_formula_and_torch_mixture() -> None:
     kde = KernelDensity(points, bandwidth=0.4)
     expected = reference_kde_log_prob(points.numpy(), queries.numpy(), 0.4)
     assert np.allclose(kde.log_prob(queries).numpy(), expected, rtol=0, atol=1e-10)
-    as_mixture = MixtureSameFamily(Categorical(logits=torch.zeros(30, dtype=torch.float64)), Independent(Normal(points, 0.4), 1))
+    as_mixture = MixtureSameFamily(
+        Categorical(logits=torch.zeros(30, dtype=torch.float64)),
+        Independent(Normal(points, 0.4), 1),
+    )
     assert torch.allclose(kde.log_prob(queries), as_mixture.log_prob(queries), atol=1e-10)
 
 
@@ -57,7 +60,9 @@ def test_kde_integrates_to_one_in_one_dimension() -> None:
     assert abs(torch.trapezoid(density, grid).item() - 1.0) < 1e-8
 
 
-def test_kde_log_prob_keeps_batch_dimensions_and_works_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kde_log_prob_keeps_batch_dimensions_and_works_in_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     g = torch.Generator().manual_seed(2)
     points = torch.randn(20, 2, generator=g, dtype=torch.float64)
     queries = torch.randn(3, 4, 2, generator=g, dtype=torch.float64)
@@ -75,7 +80,9 @@ def test_kde_is_bracketed_by_its_nearest_neighbour() -> None:
     points = torch.randn(100, 5, generator=g, dtype=torch.float64)
     queries = torch.randn(200, 5, generator=g, dtype=torch.float64)
     h = 0.3
-    upper = -torch.cdist(queries, points).min(1).values ** 2 / (2 * h * h) - 2.5 * math.log(2 * math.pi * h * h)
+    upper = -(torch.cdist(queries, points).min(1).values ** 2) / (2 * h * h) - 2.5 * math.log(
+        2 * math.pi * h * h
+    )
     values = KernelDensity(points, h).log_prob(queries)
     assert (values <= upper + 1e-9).all() and (values >= upper - math.log(100) - 1e-9).all()
 
@@ -94,7 +101,9 @@ def test_kde_samples_are_blurred_training_points(device: torch.device) -> None:
     assert offsets.mean().abs().item() < 4 * stderr
     assert abs(offsets.var().item() - 0.25) < 4 * 0.25 * math.sqrt(2 / samples.numel())
     assert abs(nearest.double().mean().item() - 0.5) < 4 * 0.5 / math.sqrt(20_000)
-    assert torch.allclose(kde.mean, points.mean(0)) and torch.allclose(kde.variance, torch.tensor([9.25, 0.5], dtype=torch.float64, device=device))
+    assert torch.allclose(kde.mean, points.mean(0)) and torch.allclose(
+        kde.variance, torch.tensor([9.25, 0.5], dtype=torch.float64, device=device)
+    )
     assert kde.log_prob(samples[:10]).device.type == device.type
 
 
@@ -136,7 +145,10 @@ def test_kde_log_prob_rejects_bad_values() -> None:
 
 def test_select_bandwidth_maximises_the_held_out_likelihood() -> None:
     g = torch.Generator().manual_seed(5)
-    train, valid = torch.randn(300, 2, generator=g, dtype=torch.float64), torch.randn(200, 2, generator=g, dtype=torch.float64)
+    train, valid = (
+        torch.randn(300, 2, generator=g, dtype=torch.float64),
+        torch.randn(200, 2, generator=g, dtype=torch.float64),
+    )
     candidates = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
     selection = select_bandwidth(train, valid, candidates)
     direct = [KernelDensity(train, h).log_prob(valid).mean().item() for h in candidates]
@@ -181,7 +193,9 @@ def test_mixture_log_prob_is_the_log_of_the_weighted_sum() -> None:
 def test_mixture_handles_components_with_bounded_support_and_zero_weights() -> None:
     mixture = Mixture([Normal(0.0, 1.0), Uniform(-1.0, 1.0), Normal(5.0, 1.0)], [0.5, 0.5, 0.0])
     x = torch.tensor([0.0, 3.0, -2.0])
-    expected = torch.log(0.5 * Normal(0.0, 1.0).log_prob(x).exp() + 0.5 * torch.tensor([0.5, 0.0, 0.0]))
+    expected = torch.log(
+        0.5 * Normal(0.0, 1.0).log_prob(x).exp() + 0.5 * torch.tensor([0.5, 0.0, 0.0])
+    )
     assert torch.allclose(mixture.log_prob(x), expected, atol=1e-6)
     only_uniform = Mixture([Uniform(-1.0, 1.0)], [1.0])
     assert only_uniform.log_prob(torch.tensor([2.0, 3.0])).tolist() == [-math.inf, -math.inf]
@@ -193,7 +207,9 @@ def test_mixture_samples_each_component_with_its_weight(device: torch.device) ->
     right = Independent(Normal(torch.full((2,), 10.0, device=device), 1.0), 1)
     samples = Mixture([left, right], [0.3, 0.7]).sample((4, 5000))
     assert samples.shape == (4, 5000, 2) and samples.device.type == device.type
-    assert ((samples[..., 0] > 0) == (samples[..., 1] > 0)).all()  # each draw comes from one component
+    assert (
+        (samples[..., 0] > 0) == (samples[..., 1] > 0)
+    ).all()  # each draw comes from one component
     fraction = (samples[..., 0] > 0).double().mean().item()
     assert abs(fraction - 0.7) < 4 * math.sqrt(0.21 / 20_000)
     assert Mixture([left, right], [0.3, 0.7]).sample().shape == (2,)
@@ -204,7 +220,12 @@ def test_mixture_samples_each_component_with_its_weight(device: torch.device) ->
     [
         ([], [], ValueError, "components is empty"),
         ([Normal(0.0, 1.0), "noise"], [0.5, 0.5], TypeError, r"components\[1\]"),
-        ([Normal(0.0, 1.0), Independent(Normal(torch.zeros(2), 1.0), 1)], [0.5, 0.5], ValueError, "event shape"),
+        (
+            [Normal(0.0, 1.0), Independent(Normal(torch.zeros(2), 1.0), 1)],
+            [0.5, 0.5],
+            ValueError,
+            "event shape",
+        ),
         ([Normal(torch.zeros(2), 1.0)], [1.0], ValueError, "batch_shape"),
         ([Normal(0.0, 1.0), Normal(1.0, 1.0)], [1.0], ValueError, "one weight per component"),
         ([Normal(0.0, 1.0), Normal(1.0, 1.0)], [1.5, -0.5], ValueError, "non-negative"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,9 @@ from gdmlib.metrics import ModeCoverage, mode_coverage
 STD = 0.02
 
 
-def ring_centers(count: int = 8, radius: float = 2.0, device: torch.device | str = "cpu") -> torch.Tensor:
+def ring_centers(
+    count: int = 8, radius: float = 2.0, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     angles = torch.arange(count, dtype=torch.float64) * (2 * math.pi / count)
     return (radius * torch.stack([angles.cos(), angles.sin()], dim=1)).float().to(device)
 
@@ -27,7 +28,9 @@ def mixture_samples(centers: torch.Tensor, count: int, generator: torch.Generato
 
 def test_samples_of_the_true_ring_cover_every_mode(device: torch.device) -> None:
     centers = ring_centers(device=device)
-    result = mode_coverage(mixture_samples(centers, 2500, torch.Generator().manual_seed(0)), centers, std=STD)
+    result = mode_coverage(
+        mixture_samples(centers, 2500, torch.Generator().manual_seed(0)), centers, std=STD
+    )
     assert isinstance(result, ModeCoverage)
     assert result.modes == 8 and sum(result.counts) == round(result.high_quality * 2500)
     # |noise|² / std² is chi² with 2 degrees of freedom: P(|noise| <= 3 std) = 1 - exp(-9/2).
@@ -66,7 +69,9 @@ def test_high_quality_radius_is_three_std_inclusive() -> None:
     samples = torch.tensor([[3.0, 0.0], [0.0, -3.0], [3.01, 0.0], [97.5, 0.0]])
     result = mode_coverage(samples, centers, std=1.0)
     assert result.counts == (2, 1) and result.high_quality == 0.75
-    assert result.reverse_kl == pytest.approx(2 / 3 * math.log(4 / 3) + 1 / 3 * math.log(2 / 3), rel=1e-12)
+    assert result.reverse_kl == pytest.approx(
+        2 / 3 * math.log(4 / 3) + 1 / 3 * math.log(2 / 3), rel=1e-12
+    )
 
 
 def test_mixed_dtypes_and_higher_dimensions() -> None:
@@ -79,13 +84,31 @@ def test_mixed_dtypes_and_higher_dimensions() -> None:
 @pytest.mark.parametrize(
     ("samples", "centers", "std", "error", "match"),
     [
-        (torch.zeros(4), torch.zeros(2, 2), 0.1, ValueError, r"samples must have shape \(count, d\)"),
+        (
+            torch.zeros(4),
+            torch.zeros(2, 2),
+            0.1,
+            ValueError,
+            r"samples must have shape \(count, d\)",
+        ),
         (torch.zeros(0, 2), torch.zeros(2, 2), 0.1, ValueError, "count >= 1"),
         (torch.zeros(4, 2), torch.zeros(2, 3), 0.1, ValueError, "same dimension"),
-        (torch.zeros(4, 2, dtype=torch.long), torch.zeros(2, 2), 0.1, TypeError, "samples must be a floating"),
+        (
+            torch.zeros(4, 2, dtype=torch.long),
+            torch.zeros(2, 2),
+            0.1,
+            TypeError,
+            "samples must be a floating",
+        ),
         ([[0.0, 0.0]], torch.zeros(2, 2), 0.1, TypeError, "samples must be a floating"),
         (torch.zeros(4, 2), torch.zeros(2, 2), 0.0, ValueError, "std must be a finite positive"),
-        (torch.zeros(4, 2), torch.zeros(2, 2), float("nan"), ValueError, "std must be a finite positive"),
+        (
+            torch.zeros(4, 2),
+            torch.zeros(2, 2),
+            float("nan"),
+            ValueError,
+            "std must be a finite positive",
+        ),
         (torch.zeros(4, 2), torch.zeros(2, 2), "0.1", TypeError, "std must be a positive number"),
         (torch.full((4, 2), float("nan")), torch.zeros(2, 2), 0.1, ValueError, "finite"),
     ],
@@ -98,8 +121,12 @@ def test_bad_inputs_raise_clear_errors(samples, centers, std, error, match) -> N
 def test_bounded_reverse_kl_replaces_inf_by_log_k() -> None:
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     nowhere = mode_coverage(torch.full((5, 2), 5.0), centers, std=0.1)
-    assert nowhere.reverse_kl == math.inf and nowhere.bounded_reverse_kl == pytest.approx(math.log(3), rel=1e-15)
+    assert nowhere.reverse_kl == math.inf and nowhere.bounded_reverse_kl == pytest.approx(
+        math.log(3), rel=1e-15
+    )
     one_mode = mode_coverage(torch.zeros(5, 2), centers, std=0.1)
-    assert one_mode.bounded_reverse_kl == one_mode.reverse_kl == pytest.approx(math.log(3), rel=1e-15)
+    assert (
+        one_mode.bounded_reverse_kl == one_mode.reverse_kl == pytest.approx(math.log(3), rel=1e-15)
+    )
     balanced = mode_coverage(centers.repeat(2, 1), centers, std=0.1)
     assert balanced.bounded_reverse_kl == balanced.reverse_kl == pytest.approx(0.0, abs=1e-15)

@@ -6,11 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from gdmlib.nets import MLP, ConvDecoder8, ConvEncoder8, make_activation
+from gdmlib.nets import MLP, BatchedMLP, ConvDecoder8, ConvEncoder8, make_activation
 
 
 def _linears(module: nn.Module) -> list[nn.Module]:
-    return [layer for layer in module.modules() if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    return [
+        layer
+        for layer in module.modules()
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))
+    ]
 
 
 def test_mlp_shapes_on_device(device: torch.device) -> None:
@@ -33,7 +37,13 @@ def test_mlp_structure_and_linear_output() -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("elu", nn.ELU), ("tanh", nn.Tanh), ("ReLU", nn.ReLU)],
+    [
+        ("relu", nn.ReLU),
+        ("leaky_relu", nn.LeakyReLU),
+        ("elu", nn.ELU),
+        ("tanh", nn.Tanh),
+        ("ReLU", nn.ReLU),
+    ],
 )
 def test_activation_names(name: str, kind: type) -> None:
     assert isinstance(make_activation(name), kind)
@@ -46,7 +56,9 @@ def test_leaky_relu_slope_is_dcgan_default() -> None:
 
 def test_activation_classes_factories_and_instances() -> None:
     assert isinstance(MLP(2, 1, hidden=(4,), activation=nn.SiLU).net[1], nn.SiLU)
-    assert isinstance(MLP(2, 1, hidden=(4,), activation=lambda: nn.LeakyReLU(0.1)).net[1], nn.LeakyReLU)
+    assert isinstance(
+        MLP(2, 1, hidden=(4,), activation=lambda: nn.LeakyReLU(0.1)).net[1], nn.LeakyReLU
+    )
     shared = nn.PReLU()
     net = MLP(2, 1, hidden=(4, 4), activation=shared)
     assert net.net[1] is not shared and net.net[1] is not net.net[3]  # copied, never shared
@@ -104,7 +116,9 @@ def test_conv_decoder_outputs_logits_and_trains_every_parameter(device: torch.de
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder.parameters())
 
 
-@pytest.mark.parametrize("net", [ConvEncoder8(1, channels=8), ConvDecoder8(4, channels=8)], ids=["encoder", "decoder"])
+@pytest.mark.parametrize(
+    "net", [ConvEncoder8(1, channels=8), ConvDecoder8(4, channels=8)], ids=["encoder", "decoder"]
+)
 def test_conv_blocks_treat_samples_independently(net: nn.Module) -> None:
     # No batch normalisation: a sample's output must not depend on the rest of the batch
     # (the per-sample gradient penalty relies on this).
@@ -115,6 +129,88 @@ def test_conv_blocks_treat_samples_independently(net: nn.Module) -> None:
 
 
 def test_conv_spectral_norm_builds_and_runs() -> None:
-    encoder, decoder = ConvEncoder8(2, channels=4, spectral_norm=True), ConvDecoder8(2, channels=4, spectral_norm=True)
-    assert all(nn.utils.parametrize.is_parametrized(layer, "weight") for layer in _linears(encoder) + _linears(decoder))
+    encoder, decoder = (
+        ConvEncoder8(2, channels=4, spectral_norm=True),
+        ConvDecoder8(2, channels=4, spectral_norm=True),
+    )
+    assert all(
+        nn.utils.parametrize.is_parametrized(layer, "weight")
+        for layer in _linears(encoder) + _linears(decoder)
+    )
     assert decoder(encoder(torch.rand(2, 1, 8, 8))).shape == (2, 1, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs at call time (issue 11): refused with the argument and the remedy, not a raw error
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "x", "error", "match"),
+    [
+        (
+            lambda: MLP(2, 1),
+            "abc",
+            TypeError,
+            "expects a torch.Tensor for x, got str",
+        ),  # was AttributeError
+        (lambda: MLP(2, 1), [[1.0, 2.0]], TypeError, "expects a torch.Tensor"),
+        (
+            lambda: MLP(2, 1),
+            torch.zeros(3, 2, dtype=torch.float64),
+            TypeError,
+            "torch.float64 .* torch.float32",
+        ),
+        (
+            lambda: MLP(2, 1),
+            torch.zeros(3, 2, dtype=torch.long),
+            TypeError,
+            "torch.int64 .* torch.float32",
+        ),
+        (
+            lambda: MLP(2, 1).double(),
+            torch.zeros(3, 2),
+            TypeError,
+            "torch.float32 .* torch.float64",
+        ),
+        (
+            lambda: MLP(2, 1),
+            torch.zeros(3, 2, device="meta"),
+            ValueError,
+            "x is on meta but the MLP on cpu",
+        ),
+        (lambda: MLP(2, 1), torch.zeros(3, 3), ValueError, r"shape \(\.\.\., 2\)"),
+        (
+            lambda: ConvEncoder8(1, channels=4),
+            torch.zeros(2, 64, dtype=torch.float64),
+            TypeError,
+            "float64",
+        ),
+        (lambda: ConvDecoder8(2, channels=4), "z", TypeError, "for z, got str"),
+        (
+            lambda: BatchedMLP(2, 2, 1, hidden=(4,)),
+            torch.zeros(2, 3, 2, dtype=torch.float64),
+            TypeError,
+            "float64",
+        ),
+    ],
+)
+def test_networks_refuse_bad_inputs(build, x, error, match) -> None:
+    with pytest.raises(error, match=match):
+        build()(x)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("abc", 1), TypeError, "in_features must be an int, got str"),
+        ((2, 1.5), TypeError, "out_features must be an int"),
+        ((2, 0), ValueError, "out_features must be a positive int"),
+        ((2, 1, 8), TypeError, "hidden must be a sequence"),
+        ((2, 1, (8, 0)), ValueError, "every hidden width"),
+        ((2, 1, (8,), "gelu"), ValueError, "unknown activation"),
+    ],
+)
+def test_mlp_refuses_bad_arguments(args, error, match) -> None:
+    with pytest.raises(error, match=match):
+        MLP(*args)

@@ -11,7 +11,15 @@ import pytest
 import scipy.stats
 import torch
 
-from gdmlib.ot import KRDual, energy_distance, gaussian_w2, kr_dual, sinkhorn, wasserstein, wasserstein_1d
+from gdmlib.ot import (
+    KRDual,
+    energy_distance,
+    gaussian_w2,
+    kr_dual,
+    sinkhorn,
+    wasserstein,
+    wasserstein_1d,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,7 +32,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def cloud(n: int, d: int, shift: float = 0.0, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+def cloud(
+    n: int, d: int, shift: float = 0.0, seed: int = 0, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, d, generator=g, dtype=torch.float64) + shift).to(device)
 
@@ -61,7 +71,9 @@ def test_wasserstein_equals_pot_emd2(device, p, weighted, sizes) -> None:
     assert float(value) == pytest.approx(pot_wasserstein(x, y, p, a, b), rel=1e-12)
     # With autograd the value is rebuilt from the plan's support: the same number.
     tracked = wasserstein(x.clone().requires_grad_(), y, p=p, a=a, b=b)
-    assert tracked.requires_grad and float(tracked.detach()) == pytest.approx(float(value), rel=1e-12)
+    assert tracked.requires_grad and float(tracked.detach()) == pytest.approx(
+        float(value), rel=1e-12
+    )
 
 
 def test_wasserstein_known_values_and_metric_properties() -> None:
@@ -83,7 +95,9 @@ def test_wasserstein_in_one_dimension_matches_scipy_and_the_quantile_formula() -
     expected = scipy.stats.wasserstein_distance(u.numpy(), v.numpy(), a.numpy(), b.numpy())
     assert float(wasserstein(u, v, a=a, b=b)) == pytest.approx(expected, rel=1e-12)
     for p in (1, 2):
-        assert float(wasserstein(u, v, p=p, a=a, b=b)) == pytest.approx(float(wasserstein_1d(u, v, p, a, b)), rel=1e-10)
+        assert float(wasserstein(u, v, p=p, a=a, b=b)) == pytest.approx(
+            float(wasserstein_1d(u, v, p, a, b)), rel=1e-10
+        )
 
 
 def test_wasserstein_keeps_float32_and_gradients(device) -> None:
@@ -103,14 +117,19 @@ def test_wasserstein_gradients_match_finite_differences() -> None:
         h = 1e-6
         direction = cloud(8, 2, seed=5)
         with torch.no_grad():
-            numeric = (wasserstein(x + h * direction, y, p, a, b) - wasserstein(x - h * direction, y, p, a, b)) / (2 * h)
+            numeric = (
+                wasserstein(x + h * direction, y, p, a, b)
+                - wasserstein(x - h * direction, y, p, a, b)
+            ) / (2 * h)
         assert float((grad_x * direction).sum()) == pytest.approx(float(numeric), rel=1e-5)
         # The weights stay on the simplex along a zero-sum direction.
         mass_direction = torch.linspace(-1, 1, 8, dtype=torch.float64)
         with torch.no_grad():
             plus = wasserstein(x, y, p, a + h * mass_direction, b)
             minus = wasserstein(x, y, p, a - h * mass_direction, b)
-        assert float((grad_a * mass_direction).sum()) == pytest.approx(float((plus - minus) / (2 * h)), rel=1e-5)
+        assert float((grad_a * mass_direction).sum()) == pytest.approx(
+            float((plus - minus) / (2 * h)), rel=1e-5
+        )
         assert torch.isfinite(grad_y).all()
 
 
@@ -132,7 +151,9 @@ def test_wasserstein_1d_equals_pot(device, p, weighted, sizes) -> None:
     expected = pot.wasserstein_1d(numpy(u), numpy(v), numpy(a), numpy(b), p=p)
     assert value.device == u.device and value.shape == ()
     assert float(value) ** p == pytest.approx(float(expected), rel=1e-10)
-    assert float(value) == pytest.approx(pot_wasserstein(u[:, None], v[:, None], p, a, b), rel=1e-10)
+    assert float(value) == pytest.approx(
+        pot_wasserstein(u[:, None], v[:, None], p, a, b), rel=1e-10
+    )
 
 
 def test_wasserstein_1d_known_values_batches_and_gradients() -> None:
@@ -142,14 +163,19 @@ def test_wasserstein_1d_known_values_batches_and_gradients() -> None:
     v = torch.tensor([5.0, -1.0, 2.0], dtype=torch.float64)
     assert float(wasserstein_1d(u, v)) == pytest.approx((1 + 1 + 2) / 3)
     # Zero weights drop points: {0, 1} against {-1, 2}.
-    a, b = torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64), torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)
+    a, b = (
+        torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64),
+        torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64),
+    )
     assert float(wasserstein_1d(u, v, a=a, b=b)) == pytest.approx(1.0)
     batch_u, batch_v = cloud(3, 6).requires_grad_(), cloud(3, 5, 1.0, seed=1)
     batched = wasserstein_1d(batch_u, batch_v, p=2)
     looped = torch.stack([wasserstein_1d(batch_u[k], batch_v[k], p=2) for k in range(3)])
     assert batched.shape == (3,)
     torch.testing.assert_close(batched, looped)
-    assert torch.autograd.gradcheck(lambda t: wasserstein_1d(t, batch_v, p=2), (batch_u,), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda t: wasserstein_1d(t, batch_v, p=2), (batch_u,), fast_mode=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +187,10 @@ def test_gaussian_w2_known_values(device) -> None:
     kw = {"dtype": torch.float64, "device": device}
     # One dimension: (m1 - m2)^2 + (s1 - s2)^2.
     one = gaussian_w2(
-        torch.tensor([1.0], **kw), torch.tensor([[4.0]], **kw), torch.tensor([-2.0], **kw), torch.tensor([[9.0]], **kw)
+        torch.tensor([1.0], **kw),
+        torch.tensor([[4.0]], **kw),
+        torch.tensor([-2.0], **kw),
+        torch.tensor([[9.0]], **kw),
     )
     assert one.device.type == device.type and float(one) ** 2 == pytest.approx(9 + 1)
     # Commuting covariances: |m1 - m2|^2 + |S1^1/2 - S2^1/2|_F^2.
@@ -174,14 +203,22 @@ def test_gaussian_w2_known_values(device) -> None:
     # and det(S1^1/2 S2 S1^1/2) = det S1 det S2, tr(S1^1/2 S2 S1^1/2) = tr(S1 S2).
     S1 = torch.tensor([[2.0, 0.5], [0.5, 1.0]], **kw)
     S2 = torch.tensor([[1.0, -0.7], [-0.7, 3.0]], **kw)
-    cross = math.sqrt(float(torch.trace(S1 @ S2)) + 2 * math.sqrt(float(torch.det(S1) * torch.det(S2))))
+    cross = math.sqrt(
+        float(torch.trace(S1 @ S2)) + 2 * math.sqrt(float(torch.det(S1) * torch.det(S2)))
+    )
     expected = float(torch.trace(S1) + torch.trace(S2)) - 2 * cross
     zero = torch.zeros(2, **kw)
-    assert float(gaussian_w2(zero, S1, zero, S2, squared=True)) == pytest.approx(expected, rel=1e-10)
-    assert float(gaussian_w2(zero, S2, zero, S1, squared=True)) == pytest.approx(expected, rel=1e-10)
+    assert float(gaussian_w2(zero, S1, zero, S2, squared=True)) == pytest.approx(
+        expected, rel=1e-10
+    )
+    assert float(gaussian_w2(zero, S2, zero, S1, squared=True)) == pytest.approx(
+        expected, rel=1e-10
+    )
     # Singular covariances: two Dirac masses are |m1 - m2| apart.
     dirac = torch.zeros(2, 2, **kw)
-    assert float(gaussian_w2(zero, dirac, torch.tensor([3.0, 4.0], **kw), dirac)) == pytest.approx(5.0)
+    assert float(gaussian_w2(zero, dirac, torch.tensor([3.0, 4.0], **kw), dirac)) == pytest.approx(
+        5.0
+    )
     assert float(gaussian_w2(zero, S1, zero, S1)) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -190,14 +227,21 @@ def test_gaussian_w2_matches_pot_batched_and_differentiable() -> None:
     A = torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
     B = torch.randn(5, 4, 4, generator=g, dtype=torch.float64)
     S1, S2 = A @ A.mT + 0.1 * torch.eye(4), B @ B.mT
-    m1, m2 = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    m1, m2 = (
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+    )
     batched = gaussian_w2(m1, S1, m2, S2)
     assert batched.shape == (5,)
     for k in range(5):
-        expected = pot.gaussian.bures_wasserstein_distance(m1[k].numpy(), m2[k].numpy(), S1[k].numpy(), S2[k].numpy())
+        expected = pot.gaussian.bures_wasserstein_distance(
+            m1[k].numpy(), m2[k].numpy(), S1[k].numpy(), S2[k].numpy()
+        )
         assert float(batched[k]) == pytest.approx(float(expected), rel=1e-8)
     mean = m1[0].clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: gaussian_w2(t, S1[0], m2[0], S2[0]), (mean,), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda t: gaussian_w2(t, S1[0], m2[0], S2[0]), (mean,), fast_mode=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +257,15 @@ def test_sinkhorn_approaches_the_exact_cost_as_eps_shrinks(device) -> None:
     for eps in (1.0, 0.3, 0.1, 0.05):  # the iterations needed grow like 1 / eps
         cost, plan = sinkhorn(x, y, eps, n_iters=20_000, tol=1e-9, return_plan=True)
         assert cost.device == x.device and plan.shape == (n, n)
-        torch.testing.assert_close(plan.sum(1), torch.full((n,), 1 / n, dtype=torch.float64, device=device))
-        torch.testing.assert_close(plan.sum(0), torch.full((n,), 1 / n, dtype=torch.float64, device=device), atol=1e-9, rtol=0)
+        torch.testing.assert_close(
+            plan.sum(1), torch.full((n,), 1 / n, dtype=torch.float64, device=device)
+        )
+        torch.testing.assert_close(
+            plan.sum(0),
+            torch.full((n,), 1 / n, dtype=torch.float64, device=device),
+            atol=1e-9,
+            rtol=0,
+        )
         gaps.append(float(cost) - exact)
         # <P_eps, C> - OT <= eps KL(P* | a b^T) = eps log n for an optimal permutation plan.
         assert -1e-8 <= gaps[-1] <= eps * math.log(n)
@@ -226,9 +277,13 @@ def test_sinkhorn_approaches_the_exact_cost_as_eps_shrinks(device) -> None:
 def test_sinkhorn_equals_pot_log_sinkhorn(p) -> None:
     x, y = cloud(20, 2), cloud(15, 2, 0.5, seed=1)
     a, b = simplex(20, 2), simplex(15, 3)
-    cost = (pot.dist(x.numpy(), y.numpy(), metric="euclidean") ** p)
-    expected = pot.sinkhorn2(a.numpy(), b.numpy(), cost, 0.2, method="sinkhorn_log", numItermax=5000, stopThr=1e-12)
-    assert float(sinkhorn(x, y, 0.2, a, b, p=p, tol=1e-10)) == pytest.approx(float(expected), rel=1e-8)
+    cost = pot.dist(x.numpy(), y.numpy(), metric="euclidean") ** p
+    expected = pot.sinkhorn2(
+        a.numpy(), b.numpy(), cost, 0.2, method="sinkhorn_log", numItermax=5000, stopThr=1e-12
+    )
+    assert float(sinkhorn(x, y, 0.2, a, b, p=p, tol=1e-10)) == pytest.approx(
+        float(expected), rel=1e-8
+    )
 
 
 def test_sinkhorn_iterates_are_those_of_pot() -> None:
@@ -238,8 +293,18 @@ def test_sinkhorn_iterates_are_those_of_pot() -> None:
     for iterations in (1, 7):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # POT: "did not converge"
-            expected = pot.sinkhorn2(uniform_x, uniform_y, cost, 0.05, method="sinkhorn_log", numItermax=iterations, stopThr=0)
-        assert float(sinkhorn(x, y, 0.05, n_iters=iterations, tol=0)) == pytest.approx(float(expected), rel=1e-10)
+            expected = pot.sinkhorn2(
+                uniform_x,
+                uniform_y,
+                cost,
+                0.05,
+                method="sinkhorn_log",
+                numItermax=iterations,
+                stopThr=0,
+            )
+        assert float(sinkhorn(x, y, 0.05, n_iters=iterations, tol=0)) == pytest.approx(
+            float(expected), rel=1e-10
+        )
 
 
 def test_sinkhorn_batched_equals_looped(device) -> None:
@@ -260,7 +325,9 @@ def test_sinkhorn_batched_equals_looped(device) -> None:
 def test_sinkhorn_float32_small_eps_and_gradients(device) -> None:
     x = cloud(30, 2, device=device).float().requires_grad_()
     y = cloud(30, 2, 2.0, seed=1, device=device).float()
-    cost = sinkhorn(x, y, 0.05, n_iters=200, tol=0)  # exp(-C / eps) underflows: the log domain copes
+    cost = sinkhorn(
+        x, y, 0.05, n_iters=200, tol=0
+    )  # exp(-C / eps) underflows: the log domain copes
     assert cost.dtype == torch.float32 and torch.isfinite(cost)
     cost.backward()
     assert torch.isfinite(x.grad).all()
@@ -332,14 +399,19 @@ def test_energy_distance_formula_and_scipy(device) -> None:
     within_u = float(torch.pdist(u[:, None]).mean())
     within_v = float(torch.pdist(v[:, None]).mean())
     biased = unbiased + within_u / n + within_v / m
-    assert math.sqrt(biased) == pytest.approx(scipy.stats.energy_distance(u.cpu().numpy(), v.cpu().numpy()), rel=1e-12)
+    assert math.sqrt(biased) == pytest.approx(
+        scipy.stats.energy_distance(u.cpu().numpy(), v.cpu().numpy()), rel=1e-12
+    )
 
 
 def test_energy_distance_is_unbiased() -> None:
     g = torch.Generator().manual_seed(0)
     reps, n, shift = 400, 10, 1.0
+
     def estimates(mean_y: float) -> torch.Tensor:
-        pairs = [(torch.randn(n, generator=g), torch.randn(n, generator=g) + mean_y) for _ in range(reps)]
+        pairs = [
+            (torch.randn(n, generator=g), torch.randn(n, generator=g) + mean_y) for _ in range(reps)
+        ]
         return torch.stack([energy_distance(x, y) for x, y in pairs])
 
     null, alt = estimates(0.0), estimates(shift)
@@ -357,7 +429,9 @@ def test_energy_distance_is_unbiased() -> None:
 
 def test_energy_distance_gradients(device) -> None:
     x = cloud(6, 2, device=device).requires_grad_()
-    y = torch.cat([x.detach()[:2], cloud(3, 2, seed=1, device=device)])  # shared points: zero distances
+    y = torch.cat(
+        [x.detach()[:2], cloud(3, 2, seed=1, device=device)]
+    )  # shared points: zero distances
     energy_distance(x, y).backward()
     assert torch.isfinite(x.grad).all()
     far = cloud(6, 2, 3.0, seed=2, device=device).requires_grad_()
@@ -412,10 +486,56 @@ def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="leading"):
         wasserstein_1d(cloud(2, 5), cloud(3, 5))
     with pytest.raises(ValueError, match="symmetric"):
-        gaussian_w2(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2), torch.eye(2))
+        gaussian_w2(
+            torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]]), torch.zeros(2), torch.eye(2)
+        )
     with pytest.raises(ValueError, match="positive semi-definite"):
         gaussian_w2(torch.zeros(2), torch.eye(2), torch.zeros(2), -torch.eye(2))
     with pytest.raises(ValueError, match="same dimension"):
         gaussian_w2(torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(3))
     with pytest.raises(ValueError, match="m1 must have shape"):
         gaussian_w2(torch.zeros(3), torch.eye(2), torch.zeros(2), torch.eye(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11: a Sinkhorn run that stops short never reports a cost below the optimum
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sinkhorn_that_did_not_converge_returns_a_feasible_plan_above_the_optimum() -> None:
+    from gdmlib.ot import SinkhornConvergenceWarning
+
+    x, y = cloud(15, 2), cloud(15, 2, 1.0, seed=1)
+    exact = float(wasserstein(x, y, p=2)) ** 2
+    with pytest.warns(SinkhornConvergenceWarning, match="did not converge"):
+        cost, plan = sinkhorn(x, y, 0.01, n_iters=5, return_plan=True)
+    uniform = torch.full((15,), 1 / 15, dtype=plan.dtype)
+    torch.testing.assert_close(plan.sum(0), uniform, rtol=0, atol=1e-12)
+    torch.testing.assert_close(plan.sum(1), uniform, rtol=0, atol=1e-12)
+    assert (plan >= 0).all()
+    assert float(cost) >= exact - 1e-12
+    assert float(cost) == pytest.approx(float((plan * torch.cdist(x, y) ** 2).sum()), rel=1e-12)
+    # The raw last iterate is what used to be returned: infeasible, and below the optimum here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raw = float(sinkhorn(x, y, 0.01, n_iters=5, tol=0))
+    assert raw < exact < float(cost)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"eps": 0.0}, ValueError, "eps must be positive"),
+        ({"eps": math.inf}, ValueError, "eps must be finite"),
+        ({"eps": "0.1"}, TypeError, "eps must be a number"),
+        ({"eps": 0.1, "n_iters": 0}, ValueError, "n_iters must be a positive int"),
+        ({"eps": 0.1, "n_iters": 10.0}, TypeError, "n_iters must be an int"),
+        ({"eps": 0.1, "tol": -1.0}, ValueError, "tol must be non-negative"),
+        ({"eps": 0.1, "tol": math.nan}, ValueError, "tol must be finite"),
+        ({"eps": 0.1, "return_plan": "yes"}, TypeError, "return_plan must be a bool"),
+        ({"eps": 0.1, "p": 0.5}, ValueError, "p must be"),
+    ],
+)
+def test_sinkhorn_refuses_bad_arguments(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        sinkhorn(cloud(5, 2), cloud(4, 2, seed=1), **kwargs)

@@ -1,4 +1,5 @@
-"""Tests of gdmlib.plot: every helper runs, labels its axes, returns its artists, rejects bad input."""
+"""Tests of gdmlib.plot: every helper runs, labels its axes, returns its artists, rejects bad
+input."""
 
 from __future__ import annotations
 
@@ -45,7 +46,10 @@ def test_style_sets_the_book_rcparams() -> None:
 
 def test_density_1d_draws_each_density(ax, device: torch.device) -> None:
     mixture = toy.two_gaussians(2.0, device=device)
-    dists = {"data": mixture, "fit": Normal(torch.tensor(0.0, device=device), torch.tensor(2.0, device=device))}
+    dists = {
+        "data": mixture,
+        "fit": Normal(torch.tensor(0.0, device=device), torch.tensor(2.0, device=device)),
+    }
     lines = plot.density_1d(ax, dists, fill=["data"])
     assert len(lines) == 2
     assert [line.get_label() for line in lines] == ["data", "fit"]
@@ -53,7 +57,9 @@ def test_density_1d_draws_each_density(ax, device: torch.device) -> None:
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["data", "fit"]
     assert len(ax.collections) == 1  # only "data" is shaded
     x, y = lines[0].get_data()
-    expected = mixture.log_prob(torch.as_tensor(x, device=device, dtype=torch.float32)).exp().cpu().numpy()
+    expected = (
+        mixture.log_prob(torch.as_tensor(x, device=device, dtype=torch.float32)).exp().cpu().numpy()
+    )
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-7)
     # The default range holds the whole mixture: the density integrates to about 1 over it.
     assert ((y[1:] + y[:-1]) / 2 * np.diff(x)).sum() == pytest.approx(1.0, abs=1e-3)
@@ -129,7 +135,9 @@ def test_samples_2d_rejects_bad_options(ax) -> None:
 # small_multiples
 
 
-@pytest.mark.parametrize(("n_values", "ncols", "grid_shape"), [(1, None, (1, 1)), (3, None, (1, 3)), (5, 2, (3, 2))])
+@pytest.mark.parametrize(
+    ("n_values", "ncols", "grid_shape"), [(1, None, (1, 1)), (3, None, (1, 3)), (5, 2, (3, 2))]
+)
 def test_small_multiples_panels_and_titles(n_values, ncols, grid_shape) -> None:
     values = np.linspace(0.5, 3.0, n_values)
     seen = []
@@ -138,14 +146,18 @@ def test_small_multiples_panels_and_titles(n_values, ncols, grid_shape) -> None:
         seen.append(mu)
         plot.density_1d(ax, {"p": toy.two_gaussians(mu)}, xlim=(-6, 6))
 
-    fig, axes = plot.small_multiples(draw, values, name=r"$\mu$", ncols=ncols, panel_size=(2.0, 1.5))
+    fig, axes = plot.small_multiples(
+        draw, values, name=r"$\mu$", ncols=ncols, panel_size=(2.0, 1.5)
+    )
     assert len(axes) == n_values and len(fig.axes) == n_values
     assert seen == pytest.approx(list(values))
     assert [ax.get_title() for ax in axes] == [rf"$\mu$ = {value:g}" for value in values]
     assert tuple(fig.get_size_inches()) == pytest.approx((grid_shape[1] * 2.0, grid_shape[0] * 1.5))
     # Axis labels stay on the outer panels: the first panel of the last row keeps both.
     last_row_start = (n_values - 1) // grid_shape[1] * grid_shape[1]
-    assert axes[last_row_start].get_xlabel() == "x" and axes[last_row_start].get_ylabel() == "density"
+    assert (
+        axes[last_row_start].get_xlabel() == "x" and axes[last_row_start].get_ylabel() == "density"
+    )
     if n_values == 5:
         # Panel 4 (row 2, column 2) sits above a removed cell: it keeps its x tick labels.
         assert axes[3].xaxis.get_tick_params()["labelbottom"] is True
@@ -226,7 +238,11 @@ def test_interact_without_ipywidgets_says_how_to_install(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("shape", "nrow", "expected"),
     [
-        ((6, 4, 5), 3, (2 * 4 + 3, 3 * 5 + 4)),  # 2 rows of 3 grey images, 1-pixel padding around each
+        (
+            (6, 4, 5),
+            3,
+            (2 * 4 + 3, 3 * 5 + 4),
+        ),  # 2 rows of 3 grey images, 1-pixel padding around each
         ((6, 1, 4, 5), 4, (2 * 4 + 3, 4 * 5 + 5)),
         ((2, 3, 4, 5), 8, (4 + 2, 2 * 5 + 3, 3)),  # colour images, fewer than nrow
     ],
@@ -238,7 +254,9 @@ def test_image_grid_tiles_images(ax, shape, nrow, expected) -> None:
     assert canvas.shape == expected
     height, width = shape[-2:]
     first_tile = canvas[1 : 1 + height, 1 : 1 + width].reshape(height, width, -1)
-    np.testing.assert_allclose(np.moveaxis(first_tile, -1, 0), images[0].reshape(-1, height, width).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.moveaxis(first_tile, -1, 0), images[0].reshape(-1, height, width).numpy(), rtol=1e-6
+    )
     assert not ax.axison
 
 

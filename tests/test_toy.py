@@ -1,4 +1,5 @@
-"""Tests of gdmlib.toy: shapes, closed-form oracles, sampling moments, exact densities, bad inputs."""
+"""Tests of gdmlib.toy: shapes, closed-form oracles, sampling moments, exact densities, bad
+inputs."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def normal_log_density(x: torch.Tensor, mean: float, std: float) -> torch.Tensor
     return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
 
 
-def reference_mixture_2d_log_prob(x: torch.Tensor, centers: torch.Tensor, std: float) -> torch.Tensor:
+def reference_mixture_2d_log_prob(
+    x: torch.Tensor, centers: torch.Tensor, std: float
+) -> torch.Tensor:
     """logsumexp_k log N(x; c_k, std^2 I) - log K, written out by hand."""
     squared = ((x[..., None, :] - centers) ** 2).sum(-1)
     log_components = -squared / (2 * std**2) - math.log(2 * math.pi * std**2)
@@ -27,7 +30,8 @@ def reference_mixture_2d_log_prob(x: torch.Tensor, centers: torch.Tensor, std: f
 
 
 def check_per_mode_moments(mixture: toy.GaussianMixture2d, n_samples: int) -> None:
-    """Samples fall evenly into the modes, with the right mean and spread in each (4 standard errors)."""
+    """Samples fall evenly into the modes, with the right mean and spread in each (4 standard
+    errors)."""
     x = mixture.sample((n_samples,)).double().cpu()
     centers = mixture.centers.double().cpu()
     std, n_modes = mixture.std, mixture.n_modes
@@ -56,7 +60,10 @@ def test_gaussian_mixture_1d_matches_formula(device: torch.device) -> None:
     assert p.batch_shape == () and p.event_shape == ()
     x = torch.linspace(-5, 8, 101, device=device, dtype=torch.float64)
     reference = torch.logsumexp(
-        torch.stack([math.log(w) + normal_log_density(x, m, s) for m, s, w in zip(means, stds, weights)]), dim=0
+        torch.stack(
+            [math.log(w) + normal_log_density(x, m, s) for m, s, w in zip(means, stds, weights)]
+        ),
+        dim=0,
     )
     torch.testing.assert_close(p.log_prob(x), reference, rtol=0, atol=1e-12)
     assert p.mean.item() == pytest.approx(sum(w * m for m, w in zip(means, weights)))
@@ -128,7 +135,9 @@ def test_ring_centres(n_modes: int) -> None:
     p = toy.ring(n_modes=n_modes, radius=1.5, std=0.1, dtype=torch.float64)
     assert isinstance(p, toy.GaussianMixture2d)
     assert p.centers.shape == (n_modes, 2) and p.n_modes == n_modes and p.std == 0.1
-    torch.testing.assert_close(p.centers.norm(dim=1), torch.full((n_modes,), 1.5, dtype=torch.float64))
+    torch.testing.assert_close(
+        p.centers.norm(dim=1), torch.full((n_modes,), 1.5, dtype=torch.float64)
+    )
     angles = torch.atan2(p.centers[:, 1], p.centers[:, 0]) % (2 * math.pi)
     expected = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
     torch.testing.assert_close(angles, expected, rtol=0, atol=1e-12)
@@ -140,7 +149,9 @@ def test_grid_centres_are_exact() -> None:
     values = {-4.0, -2.0, 0.0, 2.0, 4.0}
     assert {tuple(c) for c in p.centers.tolist()} == {(a, b) for a in values for b in values}
     even = toy.grid(n_per_side=2, spacing=1.0)
-    assert {tuple(c) for c in even.centers.tolist()} == {(a, b) for a in (-0.5, 0.5) for b in (-0.5, 0.5)}
+    assert {tuple(c) for c in even.centers.tolist()} == {
+        (a, b) for a in (-0.5, 0.5) for b in (-0.5, 0.5)
+    }
 
 
 @pytest.mark.parametrize("make", [toy.ring, toy.grid], ids=["ring", "grid"])
@@ -159,7 +170,9 @@ def test_mixture_2d_shapes_device_and_dtype(make, device: torch.device) -> None:
 def test_mixture_2d_log_prob_matches_reference(make, device: torch.device) -> None:
     p = make(device=device, dtype=torch.float64)
     x = torch.cat([p.sample((500,)), 5 * torch.randn(500, 2, device=device, dtype=torch.float64)])
-    torch.testing.assert_close(p.log_prob(x), reference_mixture_2d_log_prob(x, p.centers, p.std), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        p.log_prob(x), reference_mixture_2d_log_prob(x, p.centers, p.std), rtol=0, atol=1e-6
+    )
 
 
 def test_ring_per_mode_moments() -> None:
@@ -207,7 +220,8 @@ def test_gaussian_mixture_2d_rejects_bad_centres() -> None:
 
 @pytest.fixture(scope="module")
 def swiss_roll_on_a_grid() -> tuple[toy.SwissRoll, torch.Tensor, torch.Tensor, float]:
-    """The default roll's density on a lattice finer than its noise, covering it with 9 sigma to spare."""
+    """The default roll's density on a lattice finer than its noise, covering it with 9 sigma to
+    spare."""
     roll = toy.swiss_roll(dtype=torch.float64)
     step = 0.04  # 1.2 sigma (sigma = 1/30): a lattice sum of each Gaussian is its integral to ~1e-6
     first = torch.arange(-1.6, 2.0, step, dtype=torch.float64)
@@ -222,7 +236,8 @@ def test_swiss_roll_density_integrates_to_one(swiss_roll_on_a_grid) -> None:
 
 
 def test_swiss_roll_samples_follow_the_density(swiss_roll_on_a_grid) -> None:
-    """The mass of a half-plane by the density equals the fraction of samples in it (4 standard errors)."""
+    """The mass of a half-plane by the density equals the fraction of samples in it (4 standard
+    errors)."""
     roll, points, density, step = swiss_roll_on_a_grid
     for coordinate in (0, 1):
         mass = (density * step**2)[points[..., coordinate] > 0.3].sum().item()
@@ -234,7 +249,9 @@ def test_swiss_roll_samples_follow_the_density(swiss_roll_on_a_grid) -> None:
 def test_swiss_roll_log_prob_matches_adaptive_quadrature() -> None:
     roll = toy.swiss_roll(noise=0.25, dtype=torch.float64)
     a, b, scale, sigma = roll.t_low, roll.t_high, roll.scale, roll.sigma
-    points = torch.cat([roll.sample((3,)), torch.tensor([[0.0, 0.0], [1.7, 0.2]], dtype=torch.float64)])
+    points = torch.cat(
+        [roll.sample((3,)), torch.tensor([[0.0, 0.0], [1.7, 0.2]], dtype=torch.float64)]
+    )
 
     def density(x: np.ndarray) -> float:
         def integrand(t: float) -> float:
@@ -243,7 +260,9 @@ def test_swiss_roll_log_prob_matches_adaptive_quadrature() -> None:
 
         edges = np.linspace(a, b, 301)  # pieces narrower than a few bumps, so quad cannot miss one
         pieces = zip(edges[:-1], edges[1:])
-        return sum(integrate.quad(integrand, lo, hi, epsabs=0, epsrel=1e-10)[0] for lo, hi in pieces)
+        return sum(
+            integrate.quad(integrand, lo, hi, epsabs=0, epsrel=1e-10)[0] for lo, hi in pieces
+        )
 
     reference = torch.tensor([math.log(density(x)) for x in points.numpy()], dtype=torch.float64)
     torch.testing.assert_close(roll.log_prob(points), reference, rtol=1e-8, atol=1e-6)
@@ -255,7 +274,11 @@ def test_swiss_roll_shapes_and_scale(device: torch.device) -> None:
     assert roll.support.event_dim == 1
     for sample_shape, expected in [((), (2,)), ((5,), (5, 2)), ((2, 3), (2, 3, 2))]:
         x = roll.sample(sample_shape)
-        assert x.shape == expected and x.device.type == device.type and x.dtype == torch.get_default_dtype()
+        assert (
+            x.shape == expected
+            and x.device.type == device.type
+            and x.dtype == torch.get_default_dtype()
+        )
     x = roll.rsample((10_000,))
     assert x.abs().max().item() < 2.1  # the roll fits in [-2, 2]^2 like the ring and the grid
     log_density = roll.log_prob(x.reshape(100, 100, 2))

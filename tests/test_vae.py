@@ -1,4 +1,5 @@
-"""Tests of gdmlib.vae: decoders, priors, the ELBO's reduction convention, the IWAE bound, ELBO surgery."""
+"""Tests of gdmlib.vae: decoders, priors, the ELBO's reduction convention, the IWAE bound, ELBO
+surgery."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from gdmlib import vae
 from gdmlib.flows import Flow, Transform
-from gdmlib.gan import NonFiniteLossError
+from gdmlib.training import NonFiniteLossError
 
 SHAPE = (1, 4, 4)
 
@@ -19,9 +20,22 @@ def _binary(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return (torch.rand(n, *SHAPE) < 0.3).float().to(device)
 
 
-def _model(prior: str = "standard", posterior: str = "gaussian", likelihood: str = "bernoulli", latent_dim: int = 2):
-    return vae.make_vae(SHAPE, latent_dim, prior=prior, posterior=posterior, likelihood=likelihood, hidden=(16,),
-                        num_components=3, flow_hidden=(8,))
+def _model(
+    prior: str = "standard",
+    posterior: str = "gaussian",
+    likelihood: str = "bernoulli",
+    latent_dim: int = 2,
+):
+    return vae.make_vae(
+        SHAPE,
+        latent_dim,
+        prior=prior,
+        posterior=posterior,
+        likelihood=likelihood,
+        hidden=(16,),
+        num_components=3,
+        flow_hidden=(8,),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -30,19 +44,53 @@ def _model(prior: str = "standard", posterior: str = "gaussian", likelihood: str
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 100])
-def test_pairwise_log_prob_matches_torch_distributions(device: torch.device, chunk_size: int) -> None:
-    z, loc, scale = torch.randn(7, 3, device=device), torch.randn(5, 3, device=device), torch.rand(5, 3, device=device) + 0.5
+def test_pairwise_log_prob_matches_torch_distributions(
+    device: torch.device, chunk_size: int
+) -> None:
+    z, loc, scale = (
+        torch.randn(7, 3, device=device),
+        torch.randn(5, 3, device=device),
+        torch.rand(5, 3, device=device) + 0.5,
+    )
     expected = torch.distributions.Normal(loc, scale).log_prob(z[:, None, :]).sum(-1)
     got = vae.gaussian_log_prob_pairwise(z, loc, scale, chunk_size=chunk_size)
     assert got.shape == (7, 5) and got.device == z.device
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def _pairwise_broadcast(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The (M, N, D) broadcast reference that the matrix-product version replaced."""
+    return (
+        -0.5 * ((z[:, None, :] - loc) / scale).square() - scale.log() - 0.5 * math.log(2 * math.pi)
+    ).sum(-1)
+
+
+@pytest.mark.parametrize(("dim", "spread"), [(1, 1.0), (2, 5.0), (16, 3.0)])
+def test_pairwise_log_prob_matches_the_broadcast_version_in_float64(
+    device: torch.device, dim: int, spread: float
+) -> None:
+    # The expansion z^2/s^2 - 2 z mu/s^2 + mu^2/s^2 cancels large terms: float64 keeps it to ~1e-10.
+    z = spread * torch.randn(300, dim, dtype=torch.float64, device=device)
+    loc = spread * torch.randn(200, dim, dtype=torch.float64, device=device)
+    scale = 0.05 + torch.rand(200, dim, dtype=torch.float64, device=device)
+    expected = _pairwise_broadcast(z, loc, scale)
+    got = vae.gaussian_log_prob_pairwise(z, loc, scale, chunk_size=128)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-12)
+    # float32 inputs are computed in float64 too: as close as float32 rounding allows.
+    got32 = vae.gaussian_log_prob_pairwise(z.float(), loc.float(), scale.float())
+    assert got32.dtype == torch.float32
+    exact32 = _pairwise_broadcast(z.float().double(), loc.float().double(), scale.float().double())
+    torch.testing.assert_close(got32.double(), exact32, atol=1e-3, rtol=1e-6)
+
+
 def test_pairwise_log_prob_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="shape"):
         vae.gaussian_log_prob_pairwise(torch.zeros(3, 2), torch.zeros(4, 3), torch.ones(4, 3))
     with pytest.raises(ValueError, match="chunk_size"):
-        vae.gaussian_log_prob_pairwise(torch.zeros(3, 2), torch.zeros(4, 2), torch.ones(4, 2), chunk_size=0)
+        vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2), torch.zeros(4, 2), torch.ones(4, 2), chunk_size=0
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +197,9 @@ def test_mixture_prior_matches_torch_mixture() -> None:
         prior.log_scale.copy_(torch.randn(3, 2) * 0.3)
     reference = torch.distributions.MixtureSameFamily(
         torch.distributions.Categorical(logits=prior.logits),
-        torch.distributions.Independent(torch.distributions.Normal(prior.loc, prior.log_scale.exp()), 1),
+        torch.distributions.Independent(
+            torch.distributions.Normal(prior.loc, prior.log_scale.exp()), 1
+        ),
     )
     z = torch.randn(6, 2)
     torch.testing.assert_close(prior.log_prob(z), reference.log_prob(z), atol=1e-5, rtol=1e-5)
@@ -162,7 +212,9 @@ def test_mixture_prior_samples_follow_the_mixture() -> None:
         prior.logits.copy_(torch.log(torch.tensor([0.25, 0.75])))
     samples = prior.sample(20_000, generator=torch.Generator().manual_seed(0))
     fraction = float((samples > 0).float().mean())
-    assert abs(fraction - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 20_000) + 2e-3  # + the tails' crossing mass
+    assert (
+        abs(fraction - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 20_000) + 2e-3
+    )  # + the tails' crossing mass
 
 
 def test_aggregate_posterior_is_the_average_of_the_posteriors() -> None:
@@ -221,7 +273,8 @@ def test_kl_is_summed_over_latents_and_averaged_over_the_batch(device: torch.dev
     x = _binary(8, device)
     loc, scale = model.posterior.params(x)
     reference = torch.distributions.kl_divergence(
-        torch.distributions.Normal(loc, scale), torch.distributions.Normal(torch.zeros_like(loc), torch.ones_like(scale))
+        torch.distributions.Normal(loc, scale),
+        torch.distributions.Normal(torch.zeros_like(loc), torch.ones_like(scale)),
     )
     reference, terms = reference.detach(), model.elbo(x)
     torch.testing.assert_close(terms.kl.detach(), reference.sum(-1).mean(), atol=1e-5, rtol=1e-5)
@@ -259,17 +312,41 @@ def test_gradients_reach_every_parameter() -> None:
         for posterior in ("gaussian", "iaf") if prior != "vamp" else ("gaussian",):
             model = _model(prior, posterior)
             model.loss(_binary(6)).backward()
-            missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+            missing = [
+                name
+                for name, p in model.named_parameters()
+                if p.grad is None or not p.grad.abs().sum() > 0
+            ]
             assert not missing, (prior, posterior, missing)
 
 
-def test_elbo_on_cuda_stays_on_the_device(device: torch.device) -> None:
+def test_elbo_on_the_device_matches_a_cpu_copy(device: torch.device) -> None:
+    import copy
+
     for prior in ("standard", "mixture", "vamp", "flow"):
-        model = _model(prior).to(device)
-        terms = model.elbo(_binary(5, device))
-        assert terms.value.device.type == device.type
-        assert model.iwae_bound(_binary(5, device), 8).device.type == device.type
-        assert model.sample(3).shape == (3, *SHAPE)
+        reference = _model(prior)
+        model = copy.deepcopy(reference).to(device)
+        x, z = _binary(5), torch.randn(7, 2)
+        terms = model.elbo(x.to(device), reduction="none")
+        assert terms.value.device.type == device.type and terms.value.shape == (5,)
+        torch.testing.assert_close(terms.value, terms.reconstruction - terms.kl)
+        assert bool(torch.isfinite(terms.value).all()) and bool((terms.reconstruction <= 0).all())
+        # Deterministic quantities agree with the CPU model to rounding: the device changes nothing.
+        with torch.no_grad():
+            expected = reference.log_joint_pairs(x, z)
+            got = model.log_joint_pairs(x.to(device), z.to(device))
+            torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(
+                model.posterior.params(x.to(device))[1].cpu(),
+                reference.posterior.params(x)[1],
+                atol=1e-5,
+                rtol=1e-5,
+            )
+        bound = model.iwae_bound(x.to(device), 8)
+        assert bound.device.type == device.type and bool(torch.isfinite(bound).all())
+        samples = model.sample(3)
+        assert samples.shape == (3, *SHAPE) and samples.device.type == device.type
+        assert bool(((samples >= 0) & (samples <= 1)).all())
 
 
 def test_elbo_rejects_bad_inputs() -> None:
@@ -284,6 +361,84 @@ def test_elbo_rejects_bad_inputs() -> None:
         model.elbo(_binary(3), reduction="sum")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="x must be a tensor"):
         model.elbo([[0.0]])  # type: ignore[arg-type]
+
+
+_BAD_INPUTS = [
+    # (call, error, match): each bad input is refused with an error naming the argument.
+    (lambda: _model().elbo(_binary(3, "meta")), ValueError, "x is on meta but the encoder on cpu"),
+    (
+        lambda: _model().elbo(_binary(3).double()),
+        TypeError,
+        "x has dtype torch.float64 but the model computes in torch.float32",
+    ),
+    (lambda: _model().iwae_bound(_binary(3).double(), 4), TypeError, "float64"),
+    (
+        lambda: vae.BernoulliDecoder(2, SHAPE).log_prob(
+            torch.full((3, *SHAPE), 5.0), torch.randn(3, 2)
+        ),
+        ValueError,
+        r"Bernoulli data x must lie in \[0, 1\], got a value 5",
+    ),
+    (
+        lambda: vae.BernoulliDecoder(2, SHAPE).log_prob_pairs(-_binary(3) - 1, torch.randn(4, 2)),
+        ValueError,
+        r"\[0, 1\]",
+    ),
+    (
+        lambda: vae.BernoulliDecoder(2, SHAPE).log_prob(_binary(3).double(), torch.randn(3, 2)),
+        TypeError,
+        "float64",
+    ),
+    (lambda: vae.GaussianDecoder(2, SHAPE, scale=float("inf")), ValueError, "scale must be finite"),
+    (lambda: vae.GaussianDecoder(2, SHAPE, scale=True), TypeError, "scale must be a number"),
+    (lambda: vae.GaussianDecoder(2, SHAPE, scale=-1.0), ValueError, "scale must be positive"),
+    (
+        lambda: vae.GaussianDecoder(2, SHAPE, learn_scale="yes"),
+        TypeError,
+        "learn_scale must be a bool",
+    ),
+    (
+        lambda: vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2), torch.zeros(4, 2), torch.zeros(4, 2)
+        ),
+        ValueError,
+        "scale must be positive and finite everywhere, got an entry 0",
+    ),
+    (
+        lambda: vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2), torch.zeros(4, 2), -torch.ones(4, 2)
+        ),
+        ValueError,
+        "scale must be positive",
+    ),
+    (
+        lambda: vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2), torch.zeros(4, 2), torch.full((4, 2), math.nan)
+        ),
+        ValueError,
+        "scale must be positive",
+    ),
+    (
+        lambda: vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2, dtype=torch.long), torch.zeros(4, 2), torch.ones(4, 2)
+        ),
+        TypeError,
+        "z must be a floating tensor",
+    ),
+    (
+        lambda: vae.gaussian_log_prob_pairwise(
+            torch.zeros(3, 2, device="meta"), torch.zeros(4, 2), torch.ones(4, 2)
+        ),
+        ValueError,
+        "different devices",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), _BAD_INPUTS)
+def test_bad_inputs_are_refused_with_a_clear_error(call, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_vae_rejects_mismatched_parts() -> None:
@@ -310,7 +465,9 @@ def test_vae_rejects_mismatched_parts() -> None:
 
 
 def test_iaf_posterior_log_prob_matches_the_density_direction() -> None:
-    posterior = vae.IAFPosterior(SHAPE, 3, hidden=(8,), num_layers=2, flow_hidden=(8,), context_features=4)
+    posterior = vae.IAFPosterior(
+        SHAPE, 3, hidden=(8,), num_layers=2, flow_hidden=(8,), context_features=4
+    )
     x = _binary(5)
     z, log_q = posterior.rsample_and_log_prob(x, 2)
     loc, scale, context = posterior.gaussian(x)
@@ -327,11 +484,15 @@ def test_iaf_posterior_log_prob_matches_the_density_direction() -> None:
 def test_iwae_with_one_sample_is_the_monte_carlo_elbo() -> None:
     model, x = _model("mixture"), _binary(6)
     iwae = model.iwae_bound(x, 1, generator=torch.Generator().manual_seed(3))
-    elbo = model.elbo(x, analytic_kl=False, reduction="none", generator=torch.Generator().manual_seed(3)).value
+    elbo = model.elbo(
+        x, analytic_kl=False, reduction="none", generator=torch.Generator().manual_seed(3)
+    ).value
     torch.testing.assert_close(iwae, elbo.detach(), atol=1e-5, rtol=1e-5)
 
 
-def _linear_gaussian_model(features: int, scale: float, batch: int) -> tuple[vae.VAE, torch.Tensor, torch.Tensor]:
+def _linear_gaussian_model(
+    features: int, scale: float, batch: int
+) -> tuple[vae.VAE, torch.Tensor, torch.Tensor]:
     """A VAE whose log-likelihood is known: p(z) = N(0, I_2), p(x | z) = N(W z + b, s^2 I), so
     log p(x) = log N(x; b, W W^T + s^2 I). Returns the model, data and the exact log p(x)."""
     net = nn.Linear(2, features)
@@ -346,7 +507,9 @@ def _linear_gaussian_model(features: int, scale: float, batch: int) -> tuple[vae
 def test_iwae_approaches_the_exact_log_likelihood_of_a_linear_gaussian_model() -> None:
     torch.manual_seed(1)
     model, x, exact = _linear_gaussian_model(features=4, scale=0.5, batch=5)
-    elbo = model.elbo(x, num_samples=20_000, reduction="none").value.detach()  # its expectation, nearly
+    elbo = model.elbo(
+        x, num_samples=20_000, reduction="none"
+    ).value.detach()  # its expectation, nearly
     iwae = model.iwae_bound(x, 20_000, chunk_size=5000, generator=torch.Generator().manual_seed(0))
     assert bool((elbo <= exact + 1e-4).all())
     assert bool((iwae <= exact + 0.05).all())  # a bound, up to Monte Carlo error
@@ -359,18 +522,22 @@ def test_iwae_approaches_the_exact_log_likelihood_of_a_linear_gaussian_model() -
 
 
 @pytest.mark.parametrize("prior", ["standard", "mixture"])
-def test_elbo_surgery_identity_holds_within_four_standard_errors(prior: str, device: torch.device) -> None:
+def test_elbo_surgery_identity_holds_within_four_standard_errors(
+    prior: str, device: torch.device
+) -> None:
     model = _model(prior, latent_dim=3).to(device)
     data = _binary(300, device)
     parts = vae.elbo_surgery(model, data, num_samples=8, chunk_size=64, generator=None)
     gap = parts["identity_gap"]
     assert abs(gap.value) <= 4 * gap.stderr, gap
-    assert abs(parts["avg_kl"].value - parts["mutual_info"].value - parts["marginal_kl"].value) == pytest.approx(
-        abs(gap.value), abs=1e-9
-    )
+    assert abs(
+        parts["avg_kl"].value - parts["mutual_info"].value - parts["marginal_kl"].value
+    ) == pytest.approx(abs(gap.value), abs=1e-9)
     assert parts["mutual_info"].value <= math.log(300)
     assert parts["mutual_info"].value > 0 and parts["marginal_kl"].value > 0
-    assert parts["elbo"].value == pytest.approx(parts["reconstruction"].value - parts["avg_kl"].value, abs=1e-5)
+    assert parts["elbo"].value == pytest.approx(
+        parts["reconstruction"].value - parts["avg_kl"].value, abs=1e-5
+    )
 
 
 def test_elbo_surgery_reconstruction_matches_the_models_elbo() -> None:
@@ -379,7 +546,9 @@ def test_elbo_surgery_reconstruction_matches_the_models_elbo() -> None:
     with torch.no_grad():
         direct = model.elbo(data, num_samples=4, reduction="none")
     stderr = float(direct.value.std() / 20)
-    assert parts["elbo"].value == pytest.approx(float(direct.value.mean()), abs=4 * stderr + 4 * parts["elbo"].stderr)
+    assert parts["elbo"].value == pytest.approx(
+        float(direct.value.mean()), abs=4 * stderr + 4 * parts["elbo"].stderr
+    )
 
 
 def test_mutual_information_never_exceeds_log_n() -> None:
@@ -408,10 +577,20 @@ def test_the_aggregated_posterior_is_the_best_prior_for_a_fixed_encoder() -> Non
         other = vae.VAE(model.posterior, model.decoder, prior)
         # Same draws for both: the difference per point is log q_agg(z) - log p(z).
         with torch.no_grad():
-            a = best.elbo(data, num_samples=64, analytic_kl=False, reduction="none",
-                          generator=torch.Generator().manual_seed(0)).value
-            b = other.elbo(data, num_samples=64, analytic_kl=False, reduction="none",
-                           generator=torch.Generator().manual_seed(0)).value
+            a = best.elbo(
+                data,
+                num_samples=64,
+                analytic_kl=False,
+                reduction="none",
+                generator=torch.Generator().manual_seed(0),
+            ).value
+            b = other.elbo(
+                data,
+                num_samples=64,
+                analytic_kl=False,
+                reduction="none",
+                generator=torch.Generator().manual_seed(0),
+            ).value
         difference = a - b
         stderr = float(difference.std() / math.sqrt(len(difference)))
         assert float(difference.mean()) > 4 * stderr, (name, float(difference.mean()), stderr)
@@ -433,7 +612,8 @@ def test_elbo_surgery_rejects_bad_inputs() -> None:
 
 def test_fit_lowers_the_loss_to_the_pixel_entropy_and_is_reproducible() -> None:
     data = _binary(200)
-    # The best model that ignores z pays the empirical entropy of each pixel; a short fit gets near it.
+    # The best model that ignores z pays the empirical entropy of each pixel; a short fit gets near
+    # it.
     frequency = data.flatten(1).mean(0).clamp(1e-6, 1 - 1e-6)
     entropy = float(-(frequency * frequency.log() + (1 - frequency) * (1 - frequency).log()).sum())
     histories, losses = [], []
@@ -442,8 +622,17 @@ def test_fit_lowers_the_loss_to_the_pixel_entropy_and_is_reproducible() -> None:
         model = _model()
         with torch.no_grad():
             initial = float(model.loss(data))
-        histories.append(vae.fit(model, data, steps=300, batch_size=50, lr=1e-2, log_every=100,
-                                 generator=torch.Generator().manual_seed(0)))
+        histories.append(
+            vae.fit(
+                model,
+                data,
+                steps=300,
+                batch_size=50,
+                lr=1e-2,
+                log_every=100,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
         with torch.no_grad():
             losses.append(float(model.loss(data)))
     assert histories[0] == histories[1] and losses[0] == losses[1]
@@ -452,10 +641,93 @@ def test_fit_lowers_the_loss_to_the_pixel_entropy_and_is_reproducible() -> None:
     assert losses[0] < entropy + 0.2
 
 
-def test_fit_accepts_a_custom_loss() -> None:
-    model, data = _model(), _binary(40)
-    history = vae.fit(model, data, steps=5, batch_size=10, log_every=5, loss=lambda x: model.loss(x, beta=0.5))
-    assert len(history.losses) == 1
+class _Scalar(nn.Module):
+    """One parameter w whose own loss, (w - 1)^2, differs from the custom loss given to fit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.w - 1).square()
+
+
+def test_fit_minimises_the_custom_loss_not_the_models_own() -> None:
+    # The custom loss E (x - w)^2 is minimised at the data mean, 3; model.loss would give w = 1.
+    model, data = _Scalar(), 3 + 0.1 * torch.randn(64)
+    history = vae.fit(
+        model,
+        data,
+        steps=300,
+        batch_size=16,
+        lr=0.05,
+        log_every=100,
+        loss=lambda x: (x - model.w).square().mean(),
+    )
+    assert float(model.w.detach()) == pytest.approx(float(data.mean()), abs=0.05)
+    # The history records the custom loss, near its minimum (the variance 0.01), not (w - 1)^2 = 4.
+    assert history.losses[-1] < 0.05
+
+
+def test_fit_uses_one_permutation_per_epoch() -> None:
+    # Every point is seen exactly once per epoch: with N = 4 batch_size and a loss recording the
+    # batches.
+    model, data, seen = _Scalar(), torch.arange(40.0), []
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return (x - model.w).square().mean()
+
+    vae.fit(
+        model, data, steps=8, batch_size=10, loss=loss, generator=torch.Generator().manual_seed(0)
+    )
+    for epoch in (seen[:4], seen[4:]):
+        assert torch.equal(torch.cat(epoch).sort().values, data)
+
+
+def test_fit_stops_on_non_finite_parameters_naming_the_step_and_the_parameter() -> None:
+    # sqrt(w - w) = 0 is a finite loss whose gradient, 0 / (2 sqrt(0)), is NaN: the update poisons
+    # w.
+    model = _Scalar()
+    with pytest.raises(NonFiniteLossError, match=r"parameter w is nan at step 0") as error:
+        vae.fit(
+            model,
+            torch.zeros(8),
+            steps=5,
+            batch_size=4,
+            loss=lambda x: torch.sqrt(model.w - model.w) + x.sum(),
+        )
+    assert error.value.step == 0 and error.value.loss == "parameter w"
+
+
+def test_fit_resumes_bitwise_from_a_checkpoint(tmp_path) -> None:
+    data = _binary(60)
+
+    def run(steps: int, path=None) -> tuple[vae.FitHistory, dict]:
+        history = vae.fit(
+            model,
+            data,
+            steps=steps,
+            batch_size=16,
+            lr=1e-2,
+            log_every=7,
+            generator=torch.Generator().manual_seed(3),
+            checkpoint=path,
+            checkpoint_every=5,
+        )
+        return history, {k: v.clone() for k, v in model.state_dict().items()}
+
+    torch.manual_seed(0)
+    model = _model()
+    whole, whole_state = run(20)
+    torch.manual_seed(0)
+    model = _model()
+    run(10, tmp_path / "run.pt")  # "interrupted" after 10 steps, with its checkpoint
+    torch.manual_seed(1)  # the global state differs: the checkpoint restores it
+    model = _model()
+    resumed, resumed_state = run(20, tmp_path / "run.pt")
+    assert resumed == whole
+    assert all(torch.equal(resumed_state[k], whole_state[k]) for k in whole_state)
 
 
 def test_fit_stops_on_a_non_finite_loss_naming_the_step() -> None:
@@ -466,19 +738,40 @@ def test_fit_stops_on_a_non_finite_loss_naming_the_step() -> None:
         vae.fit(model, data, steps=5, batch_size=40)
 
 
-def test_fit_rejects_bad_arguments() -> None:
-    model, data = _model(), _binary(40)
-    with pytest.raises(ValueError, match="batch_size 50 exceeds"):
-        vae.fit(model, data, steps=1, batch_size=50)
-    with pytest.raises(ValueError, match="steps"):
-        vae.fit(model, data, steps=0)
-    with pytest.raises(ValueError, match="lr"):
-        vae.fit(model, data, steps=1, batch_size=10, lr=0.0)
-    with pytest.raises(TypeError, match="loss"):
-        vae.fit(nn.Linear(2, 2), torch.zeros(10, 2), steps=1, batch_size=5)
-    if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="move one of them"):
-            vae.fit(model, data.cuda(), steps=1, batch_size=10)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_size": 50}, ValueError, "batch_size 50 exceeds"),
+        ({"steps": 0}, ValueError, "steps must be a positive int"),
+        ({"steps": 2.5}, TypeError, "steps must be an int"),
+        ({"lr": 0.0}, ValueError, "lr must be positive"),
+        ({"lr": float("inf")}, ValueError, "lr must be finite"),
+        ({"lr": True}, TypeError, "lr must be a number"),
+        ({"log_every": 0}, ValueError, "log_every"),
+        ({"data": torch.zeros(0, *SHAPE)}, ValueError, "non-empty"),
+        ({"data": [[0.0]]}, TypeError, "data must be a tensor"),
+        (
+            {"data": _binary(40).double()},
+            TypeError,
+            "float64 but the model's parameters torch.float32",
+        ),
+        ({"model": nn.Linear(2, 2), "data": torch.zeros(10, 2)}, TypeError, "no loss"),
+        ({"model": "vae"}, TypeError, "model must be an nn.Module"),
+    ],
+)
+def test_fit_rejects_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    arguments = {"model": _model(), "data": _binary(40), "steps": 1, "batch_size": 10} | kwargs
+    with pytest.raises(error, match=match):
+        vae.fit(**arguments)
+
+
+def test_fit_rejects_data_on_another_device() -> None:
+    if not torch.cuda.is_available():
+        data = _binary(40, "meta")
+    else:
+        data = _binary(40).cuda()
+    with pytest.raises(ValueError, match="move one of them"):
+        vae.fit(_model(), data, steps=1, batch_size=10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,9 +780,15 @@ def test_fit_rejects_bad_arguments() -> None:
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "categorical", "gaussian"])
-def test_log_prob_pairs_matches_log_prob_for_every_pair(likelihood: str, device: torch.device) -> None:
+def test_log_prob_pairs_matches_log_prob_for_every_pair(
+    likelihood: str, device: torch.device
+) -> None:
     decoder = vae.make_decoder(likelihood, 2, SHAPE, levels=5, hidden=(8,)).to(device)
-    x = torch.randint(0, 5, (4, *SHAPE), device=device) if likelihood == "categorical" else _binary(4, device)
+    x = (
+        torch.randint(0, 5, (4, *SHAPE), device=device)
+        if likelihood == "categorical"
+        else _binary(4, device)
+    )
     z = torch.randn(7, 2, device=device)
     with torch.no_grad():
         pairs = decoder.log_prob_pairs(x, z)
@@ -507,7 +806,9 @@ def test_log_prob_pairs_rejects_batched_latents() -> None:
 def test_log_marginal_on_grid_is_exact_for_a_linear_gaussian_model() -> None:
     torch.manual_seed(2)
     model, x, exact = _linear_gaussian_model(features=3, scale=0.7, batch=6)
-    torch.testing.assert_close(vae.log_marginal_on_grid(model, x, limit=7.0, points=201), exact, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        vae.log_marginal_on_grid(model, x, limit=7.0, points=201), exact, atol=1e-4, rtol=0
+    )
 
 
 def test_log_marginal_on_grid_bounds_the_iwae_and_handles_one_latent() -> None:
@@ -541,11 +842,15 @@ class _Affine(Transform):
         self.register_buffer("matrix", matrix)
         self.register_buffer("shift", shift)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ladj = torch.linalg.slogdet(self.matrix).logabsdet
         return x @ self.matrix.T + self.shift, ladj.expand(x.shape[:-1])
 
-    def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse(
+        self, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ladj = -torch.linalg.slogdet(self.matrix).logabsdet
         return torch.linalg.solve(self.matrix, (z - self.shift).T).T, ladj.expand(z.shape[:-1])
 
@@ -559,7 +864,8 @@ def test_flow_as_vae_elbo_of_an_affine_flow_is_the_log_likelihood_minus_sigma_sq
     sigma = 0.5
     terms = vae.flow_as_vae_elbo(flow, x, sigma, num_samples=20_000, generator=None)
     expected = flow.log_prob(x) - sigma**2 * 2 / 2
-    # Per draw the ELBO deviates by -sigma f(x).eps - sigma^2 (|eps|^2 - D) / 2: bound 5 standard errors.
+    # Per draw the ELBO deviates by -sigma f(x).eps - sigma^2 (|eps|^2 - D) / 2: bound 5 standard
+    # errors.
     stderr = (sigma * flow.transform(x)[0].norm(dim=-1) + sigma**2) / math.sqrt(20_000)
     assert bool(((terms.value - expected).abs() < 5 * stderr).all())
     torch.testing.assert_close(terms.value, terms.reconstruction - terms.kl)
@@ -577,7 +883,9 @@ def test_flow_as_vae_elbo_terms_diverge_while_the_elbo_converges() -> None:
     assert float((fine.value - exact).abs().max()) < 1e-3
     for term in ("reconstruction", "kl"):  # each grows by D log 10 per decade of sigma
         growth = getattr(fine, term) - getattr(coarse, term)
-        torch.testing.assert_close(growth, torch.full_like(growth, 2 * math.log(10)), atol=2e-2, rtol=0)
+        torch.testing.assert_close(
+            growth, torch.full_like(growth, 2 * math.log(10)), atol=2e-2, rtol=0
+        )
 
 
 def test_flow_as_vae_elbo_rejects_bad_inputs() -> None:
@@ -605,8 +913,12 @@ def _aggregate_with(loc: torch.Tensor, scale: torch.Tensor) -> vae.AggregatePost
 
 @pytest.mark.parametrize("dim", [1, 2])
 def test_elbo_surgery_on_grid_of_identical_posteriors_is_the_closed_form_kl(dim: int) -> None:
-    # N copies of one Gaussian: q(z) is that Gaussian, I_q(n; z) = 0 and the marginal KL is closed-form.
-    loc, scale = torch.tensor([[0.7, -1.2][:dim]]).repeat(5, 1), torch.tensor([[0.4, 1.5][:dim]]).repeat(5, 1)
+    # N copies of one Gaussian: q(z) is that Gaussian, I_q(n; z) = 0 and the marginal KL is
+    # closed-form.
+    loc, scale = (
+        torch.tensor([[0.7, -1.2][:dim]]).repeat(5, 1),
+        torch.tensor([[0.4, 1.5][:dim]]).repeat(5, 1),
+    )
     terms = vae.elbo_surgery_on_grid(_aggregate_with(loc, scale), vae.StandardNormalPrior(dim))
     exact = float(0.5 * (loc[0].square() + scale[0].square() - 1 - 2 * scale[0].log()).sum())
     assert terms["mass"] == pytest.approx(1.0, abs=1e-9)
@@ -617,22 +929,34 @@ def test_elbo_surgery_on_grid_of_identical_posteriors_is_the_closed_form_kl(dim:
 def test_elbo_surgery_on_grid_of_separated_posteriors_has_mutual_information_log_n() -> None:
     # Four narrow posteriors far apart: the code identifies its point, I_q(n; z) = log 4.
     loc = torch.tensor([[-3.0, -3.0], [-3.0, 3.0], [3.0, -3.0], [3.0, 3.0]])
-    terms = vae.elbo_surgery_on_grid(_aggregate_with(loc, torch.full((4, 2), 0.2)), vae.StandardNormalPrior(2))
+    terms = vae.elbo_surgery_on_grid(
+        _aggregate_with(loc, torch.full((4, 2), 0.2)), vae.StandardNormalPrior(2)
+    )
     assert terms["mutual_info"] == pytest.approx(math.log(4), abs=1e-6)
 
 
 @pytest.mark.parametrize("prior", ["standard", "mixture"])
 def test_elbo_surgery_on_grid_agrees_with_the_monte_carlo_surgery(prior: str) -> None:
     model, data = _model(prior, latent_dim=2), _binary(200)
-    parts = vae.elbo_surgery(model, data, num_samples=32, generator=torch.Generator().manual_seed(0))
+    parts = vae.elbo_surgery(
+        model, data, num_samples=32, generator=torch.Generator().manual_seed(0)
+    )
     terms = vae.elbo_surgery_on_grid(vae.AggregatePosterior(model.posterior, data), model.prior)
     for key in ("mutual_info", "marginal_kl"):
-        assert abs(parts[key].value - terms[key]) < 4 * parts[key].stderr, (key, parts[key], terms[key])
+        assert abs(parts[key].value - terms[key]) < 4 * parts[key].stderr, (
+            key,
+            parts[key],
+            terms[key],
+        )
     # The identity holds for the quadrature too (up to the rectangle rule's error).
     if prior == "standard":
-        assert terms["mutual_info"] + terms["marginal_kl"] == pytest.approx(parts["avg_kl"].value, abs=1e-6)
+        assert terms["mutual_info"] + terms["marginal_kl"] == pytest.approx(
+            parts["avg_kl"].value, abs=1e-6
+        )
     # A coarser grid gives the same numbers: the rule has converged.
-    coarse = vae.elbo_surgery_on_grid(vae.AggregatePosterior(model.posterior, data), model.prior, points=101)
+    coarse = vae.elbo_surgery_on_grid(
+        vae.AggregatePosterior(model.posterior, data), model.prior, points=101
+    )
     assert coarse["marginal_kl"] == pytest.approx(terms["marginal_kl"], abs=1e-5)
 
 
@@ -643,7 +967,10 @@ def test_elbo_surgery_on_grid_rejects_bad_inputs() -> None:
     with pytest.raises(TypeError):
         vae.elbo_surgery_on_grid(aggregate, nn.Linear(2, 2))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="1- or 2-dimensional"):
-        vae.elbo_surgery_on_grid(vae.AggregatePosterior(_model(latent_dim=3).posterior, _binary(10)), vae.StandardNormalPrior(3))
+        vae.elbo_surgery_on_grid(
+            vae.AggregatePosterior(_model(latent_dim=3).posterior, _binary(10)),
+            vae.StandardNormalPrior(3),
+        )
     with pytest.raises(ValueError, match="latent dimension"):
         vae.elbo_surgery_on_grid(aggregate, vae.StandardNormalPrior(1))
     with pytest.raises(ValueError, match="limit"):
