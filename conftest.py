@@ -27,8 +27,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 MACHINE_DEPENDENT_TAG = "machine-dependent"
 
-# A decimal number with optional sign, exponent and percent sign (1, -0.25, +3.1e-05, .5, 12%, −2.0),
-# or inf/nan; digits inside names (W1, PacGAN2, log2) are not numbers.
+# A decimal number with optional sign, exponent and percent sign (1, -0.25, +3.1e-05, .5, 12%,
+# −2.0), or inf/nan; digits inside names (W1, PacGAN2, log2) are not numbers.
 _NUMBER = re.compile(
     r"(?<![\w.])[-+\u2212]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?(?!\w|\.\d)"
     r"|(?<![\w.])[-+\u2212]?(?:inf|nan)(?!\w)",

@@ -43,14 +43,19 @@ def _copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
         copy_asset(str(mathjax_dir()), str(Path(app.outdir) / "_static" / "mathjax"))
 
 
-def _drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+def _drop_duplicate_scripts(
+    app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+) -> None:
     scripts = context.get("script_files")
     if not isinstance(scripts, list):
         return
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     unique = []
     for script in scripts:
-        key = (str(script.filename or ""), tuple(sorted((k, str(v)) for k, v in script.attributes.items())))
+        key = (
+            str(script.filename or ""),
+            tuple(sorted((k, str(v)) for k, v in script.attributes.items())),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(script)

@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import re
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import ot
@@ -53,7 +52,9 @@ START, END = "<!-- ot_benchmark: start -->", "<!-- ot_benchmark: end -->"
 EMD_MAX_ITER = 2_000_000_000
 
 
-def best_times(fns: list[Callable[[], object]], repeats: int, device: torch.device | None = None) -> list[tuple[float, object]]:
+def best_times(
+    fns: list[Callable[[], object]], repeats: int, device: torch.device | None = None
+) -> list[tuple[float, object]]:
     """For each function, the fastest of ``repeats`` runs in seconds and its last result.
 
     The functions take turns (a, b, a, b, ...), so that a slow spell of a shared machine hits
@@ -73,7 +74,9 @@ def best_times(fns: list[Callable[[], object]], repeats: int, device: torch.devi
     return [(min(t), r) for t, r in zip(times, results)]
 
 
-def best_time(fn: Callable[[], object], repeats: int, device: torch.device | None = None) -> tuple[float, object]:
+def best_time(
+    fn: Callable[[], object], repeats: int, device: torch.device | None = None
+) -> tuple[float, object]:
     return best_times([fn], repeats, device)[0]
 
 
@@ -97,10 +100,12 @@ def machine_info(threads: int) -> list[str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return [
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; {threads} thread(s) for torch and NumPy",
+        f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; "
+        f"{threads} thread(s) for torch and NumPy",
         f"- load average at start (1, 5, 15 min): {load}",
         f"- GPU: {gpu}",
-        f"- Python {platform.python_version()}, torch {torch.__version__}, NumPy {np.__version__}, POT {ot.__version__}",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, "
+        f"NumPy {np.__version__}, POT {ot.__version__}",
     ]
 
 
@@ -113,9 +118,13 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
         cost = ot.dist(x, y, metric="euclidean")
         (t_pot, v_pot), (t_gdm, v_gdm), (t_solver, _) = best_times(
             [
-                lambda: ot.emd2(uniform, uniform, ot.dist(x, y, metric="euclidean"), numItermax=EMD_MAX_ITER),
-                lambda: got.wasserstein(xt, yt),
-                lambda: ot.emd(uniform, uniform, cost, numItermax=EMD_MAX_ITER),
+                lambda uniform=uniform, x=x, y=y: ot.emd2(
+                    uniform, uniform, ot.dist(x, y, metric="euclidean"), numItermax=EMD_MAX_ITER
+                ),
+                lambda xt=xt, yt=yt: got.wasserstein(xt, yt),
+                lambda uniform=uniform, cost=cost: ot.emd(
+                    uniform, uniform, cost, numItermax=EMD_MAX_ITER
+                ),
             ],
             repeats(n),
         )
@@ -124,14 +133,17 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
         plan = ot.emd(uniform, uniform, cost, numItermax=EMD_MAX_ITER)
         (t_gdm_matrix, _), (t_support, _), (t_pot_matrix, _) = best_times(
             [
-                lambda: torch.cdist(xt, yt, compute_mode="donot_use_mm_for_euclid_dist").cpu().numpy(),
-                lambda: plan.ravel()[np.flatnonzero(plan)],
-                lambda: ot.dist(x, y, metric="euclidean"),
+                lambda xt=xt, yt=yt: (
+                    torch.cdist(xt, yt, compute_mode="donot_use_mm_for_euclid_dist").cpu().numpy()
+                ),
+                lambda plan=plan: plan.ravel()[np.flatnonzero(plan)],
+                lambda x=x, y=y: ot.dist(x, y, metric="euclidean"),
             ],
             max(repeats(n), 5),
         )
         rows.append(
-            f"| {n} | cpu | {1e3 * t_gdm:.0f} | {1e3 * t_pot:.0f} | {1e3 * t_solver:.0f} | {t_gdm / t_pot:.2f} | "
+            f"| {n} | cpu | {1e3 * t_gdm:.0f} | {1e3 * t_pot:.0f} | {1e3 * t_solver:.0f} | "
+            f"{t_gdm / t_pot:.2f} | "
             f"{1e3 * t_gdm_matrix:.1f} | {1e3 * t_pot_matrix:.1f} | {1e3 * t_support:.1f} | "
             f"{abs(float(v_gdm) - float(v_pot)):.1e} |"
         )
@@ -139,17 +151,22 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
         if torch.cuda.is_available():
             device = torch.device("cuda")
             xc, yc = xt.to(device), yt.to(device)
-            t_cuda, v_cuda = best_time(lambda: got.wasserstein(xc, yc), repeats(n), device)
+            t_cuda, v_cuda = best_time(
+                lambda xc=xc, yc=yc: got.wasserstein(xc, yc), repeats(n), device
+            )
             assert v_cuda.device.type == "cuda"
             rows.append(
-                f"| {n} | cuda inputs | {1e3 * t_cuda:.0f} | {1e3 * t_pot:.0f} (cpu) | {1e3 * t_solver:.0f} | "
+                f"| {n} | cuda inputs | {1e3 * t_cuda:.0f} | {1e3 * t_pot:.0f} (cpu) | "
+                f"{1e3 * t_solver:.0f} | "
                 f"{t_cuda / t_pot:.2f} | | | | {abs(float(v_cuda) - float(v_pot)):.1e} |"
             )
             print(rows[-1], flush=True)
     return rows
 
 
-def sinkhorn_rows(sizes: list[int], eps: float, iterations: Callable[[int], int], repeats: Callable[[int], int]) -> list[str]:
+def sinkhorn_rows(
+    sizes: list[int], eps: float, iterations: Callable[[int], int], repeats: Callable[[int], int]
+) -> list[str]:
     rows = []
     for n in sizes:
         x, y = problem(n)
@@ -157,29 +174,53 @@ def sinkhorn_rows(sizes: list[int], eps: float, iterations: Callable[[int], int]
         uniform = np.full(n, 1 / n)
         k, r = iterations(n), repeats(n)
 
-        def pot(method: str) -> Callable[[], object]:
-            return lambda: ot.sinkhorn2(uniform, uniform, ot.dist(x, y), eps, method=method, numItermax=k, stopThr=0.0)
+        def pot(
+            method: str,
+            x: np.ndarray = x,
+            y: np.ndarray = y,
+            uniform: np.ndarray = uniform,
+            k: int = k,
+        ) -> Callable[[], object]:
+            return lambda: ot.sinkhorn2(
+                uniform, uniform, ot.dist(x, y), eps, method=method, numItermax=k, stopThr=0.0
+            )
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # POT warns that it did not converge: by design here
             t_potlog, v_potlog = best_time(pot("sinkhorn_log"), r)
             t_pot, _ = best_time(pot("sinkhorn"), r)
-        t64, v64 = best_time(lambda: got.sinkhorn(xt, yt, eps, n_iters=k, tol=0), r)
-        t32, _ = best_time(lambda: got.sinkhorn(xt.float(), yt.float(), eps, n_iters=k, tol=0), r)
-        per_iter = lambda t: f"{1e3 * t / k:.2f}"  # noqa: E731
+        t64, v64 = best_time(
+            lambda xt=xt, yt=yt, k=k: got.sinkhorn(xt, yt, eps, n_iters=k, tol=0), r
+        )
+        t32, _ = best_time(
+            lambda xt=xt, yt=yt, k=k: got.sinkhorn(xt.float(), yt.float(), eps, n_iters=k, tol=0), r
+        )
+        per_iter = lambda t, k=k: f"{1e3 * t / k:.2f}"  # noqa: E731
         rows.append(
-            f"| {n} | cpu | {k} | {per_iter(t64)} | {per_iter(t32)} | {per_iter(t_potlog)} | {per_iter(t_pot)} | "
+            f"| {n} | cpu | {k} | {per_iter(t64)} | {per_iter(t32)} | {per_iter(t_potlog)} | "
+            f"{per_iter(t_pot)} | "
             f"{t_potlog / t64:.1f}x | {abs(float(v64) - float(v_potlog)) / float(v_potlog):.1e} |"
         )
         print(rows[-1], flush=True)
         if torch.cuda.is_available():
             device = torch.device("cuda")
             xc, yc = xt.to(device), yt.to(device)
-            got.sinkhorn(xc.float(), yc.float(), eps, n_iters=2, tol=0)  # warm-up: CUDA context, kernels
-            c64, _ = best_time(lambda: got.sinkhorn(xc, yc, eps, n_iters=k, tol=0), r, device)
-            c32, _ = best_time(lambda: got.sinkhorn(xc.float(), yc.float(), eps, n_iters=k, tol=0), r, device)
+            got.sinkhorn(
+                xc.float(), yc.float(), eps, n_iters=2, tol=0
+            )  # warm-up: CUDA context, kernels
+            c64, _ = best_time(
+                lambda xc=xc, yc=yc, k=k: got.sinkhorn(xc, yc, eps, n_iters=k, tol=0), r, device
+            )
+            c32, _ = best_time(
+                lambda xc=xc, yc=yc, k=k: got.sinkhorn(
+                    xc.float(), yc.float(), eps, n_iters=k, tol=0
+                ),
+                r,
+                device,
+            )
             rows.append(
-                f"| {n} | cuda | {k} | {per_iter(c64)} | {per_iter(c32)} | {per_iter(t_potlog)} (cpu) | {per_iter(t_pot)} (cpu) | "
+                f"| {n} | cuda | {k} | {per_iter(c64)} | {per_iter(c32)} | "
+                f"{per_iter(t_potlog)} (cpu) | {per_iter(t_pot)} (cpu) | "
                 f"{t_potlog / c64:.1f}x | |"
             )
             print(rows[-1], flush=True)
@@ -191,9 +232,16 @@ def write_section(text: str) -> None:
     if RESULTS.exists():
         current = RESULTS.read_text()
         pattern = re.compile(re.escape(START) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-        updated = pattern.sub(lambda _: section, current) if pattern.search(current) else current.rstrip() + "\n\n" + section
+        updated = (
+            pattern.sub(lambda _: section, current)
+            if pattern.search(current)
+            else current.rstrip() + "\n\n" + section
+        )
     else:
-        updated = "# Benchmarks\n\nWritten by the scripts in this folder; rerun them to refresh a section.\n\n" + section
+        updated = (
+            "# Benchmarks\n\n"
+            "Written by the scripts in this folder; rerun them to refresh a section.\n\n" + section
+        )
     RESULTS.write_text(updated)
 
 
@@ -202,9 +250,13 @@ def main() -> None:
     parser.add_argument("--exact-sizes", type=int, nargs="+", default=[500, 1000, 1500, 2000, 5000])
     parser.add_argument("--sinkhorn-sizes", type=int, nargs="+", default=[500, 1000, 2000, 5000])
     parser.add_argument("--eps", type=float, default=0.1)
-    parser.add_argument("--iters", type=int, default=100, help="Sinkhorn iterations at n = 500, fewer above")
+    parser.add_argument(
+        "--iters", type=int, default=100, help="Sinkhorn iterations at n = 500, fewer above"
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave RESULTS.md alone"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -222,16 +274,17 @@ def main() -> None:
         info = machine_info(args.threads)
         print("\n".join(info), flush=True)
         exact_header = [
-            "| n | inputs | gdmlib `wasserstein` (ms) | POT `dist` + `emd2` (ms) | solver alone, `emd` (ms) | "
-            "ratio gdmlib / POT | gdmlib cost matrix (ms) | POT `dist` (ms) | plan support, with autograd only (ms) | "
-            "abs. difference |",
+            "| n | inputs | gdmlib `wasserstein` (ms) | POT `dist` + `emd2` (ms) | "
+            "solver alone, `emd` (ms) | ratio gdmlib / POT | gdmlib cost matrix (ms) | "
+            "POT `dist` (ms) | plan support, with autograd only (ms) | abs. difference |",
             "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         print("\n".join(exact_header), flush=True)
         exact = exact_rows(args.exact_sizes, exact_repeats)
         sinkhorn_header = [
-            "| n | device | iterations | gdmlib float64 (ms/it) | gdmlib float32 (ms/it) | POT `sinkhorn_log` (ms/it) | "
-            "POT `sinkhorn`, scaling domain (ms/it) | speed-up vs POT log | rel. difference |",
+            "| n | device | iterations | gdmlib float64 (ms/it) | gdmlib float32 (ms/it) | "
+            "POT `sinkhorn_log` (ms/it) | POT `sinkhorn`, scaling domain (ms/it) | "
+            "speed-up vs POT log | rel. difference |",
             "|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         print("\n".join(sinkhorn_header), flush=True)
@@ -244,36 +297,42 @@ def main() -> None:
             "",
             "Made by `python benchmarks/ot_benchmark.py` "
             f"({elapsed:.0f} s). Inputs: n points of N(0, I₂) against n points of N((1, 0), I₂), "
-            "uniform weights, float64 unless stated. Times are the best of a few runs (exact: 21 up to "
-            "n = 1000, 11 up to 2000, else 2, the three contenders taking turns; Sinkhorn: 2 up to n = 1000, else 1). The machine was shared with other "
-            "jobs (see the load average), so expect ±20 % noise.",
+            "uniform weights, float64 unless stated. Times are the best of a few runs (exact: 21 "
+            "up to n = 1000, 11 up to 2000, else 2, the three contenders taking turns; Sinkhorn: 2 "
+            "up to n = 1000, else 1). The machine was shared with other jobs (see the load "
+            "average), so expect ±20 % noise.",
             "",
             *info,
             "",
             "### Exact W₁ (network simplex, Euclidean cost)",
             "",
-            "Both end to end from the point clouds (cost matrix included) with the same network simplex "
-            "(POT's, the same pivot cap). gdmlib computes the float64 cost matrix directly on the inputs' "
-            "device (POT computes its own through a matrix product). The third column is the solver alone, "
-            "`ot.emd` on a precomputed cost matrix: it is most of both totals, so the ratio mostly "
-            "measures the machine's noise (on this shared machine, the same solve on the same input "
-            "varies by ±30 % from run to run). What differs between the two is the work outside the solver, "
-            "timed on its own (small, hence far less noisy): gdmlib's exact float64 cost matrix against POT's "
-            "`ot.dist`, and, only when an input requires a gradient, gdmlib's extraction of the plan's support "
-            "to rebuild a differentiable cost (not needed here, so not part of the gdmlib total).",
+            "Both end to end from the point clouds (cost matrix included) with the same network "
+            "simplex (POT's, the same pivot cap). gdmlib computes the float64 cost matrix directly "
+            "on the inputs' device (POT computes its own through a matrix product). The third "
+            "column is the solver alone, `ot.emd` on a precomputed cost matrix: it is most of both "
+            "totals, so the ratio mostly measures the machine's noise (on this shared machine, the "
+            "same solve on the same input varies by ±30 % from run to run). What differs between "
+            "the two is the work outside the solver, timed on its own (small, hence far less "
+            "noisy): gdmlib's exact float64 cost matrix against POT's `ot.dist`, and, only when an "
+            "input requires a gradient, gdmlib's extraction of the plan's support to rebuild a "
+            "differentiable cost (not needed here, so not part of the gdmlib total).",
             "",
             *exact_header,
             *exact,
             "",
-            f"### Sinkhorn (squared Euclidean cost, eps = {args.eps:g}, fixed iterations, no early stop)",
+            f"### Sinkhorn (squared Euclidean cost, eps = {args.eps:g}, fixed iterations, "
+            "no early stop)",
             "",
-            "Time per iteration (one update of each potential). gdmlib runs in the log domain (log-sum-exp updates); "
-            "the like-for-like reference is POT's log-domain `ot.sinkhorn2(..., method=\"sinkhorn_log\")`. "
-            "POT's default scaling-domain `method=\"sinkhorn\"` is listed for reference: two matrix-vector "
-            "products per iteration instead of an exponential per entry, hence faster on a CPU, but its kernel "
-            "exp(−C/ε) underflows to zero once C/ε exceeds about 700, where the log domain keeps working. "
-            "gdmlib computes the same iterates as POT's log-domain solver (columns first, from zero potentials): "
-            "the relative difference of the two costs after the same number of iterations is rounding.",
+            "Time per iteration (one update of each potential). gdmlib runs in the log domain "
+            "(log-sum-exp updates); the like-for-like reference is POT's log-domain "
+            '`ot.sinkhorn2(..., method="sinkhorn_log")`. POT\'s default scaling-domain '
+            '`method="sinkhorn"` is listed for reference: two matrix-vector products per iteration '
+            "instead of an exponential per entry, hence faster on a CPU, but its kernel "
+            "exp(−C/ε) underflows to zero once C/ε exceeds about 700, where the log domain "
+            "keeps working. "
+            "gdmlib computes the same iterates as POT's log-domain solver (columns first, from "
+            "zero potentials): the relative difference of the two costs after the same number of "
+            "iterations is rounding.",
             "",
             *sinkhorn_header,
             *sink,

@@ -27,8 +27,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nbformat
 
@@ -46,7 +46,8 @@ import numpy as _np
 import torch as _torch
 
 _OFFSET = {offset}
-_shift = lambda seed: seed if seed is None or not isinstance(seed, (int, _np.integer)) else int(seed) + _OFFSET
+_shift = lambda seed: (
+    seed if seed is None or not isinstance(seed, (int, _np.integer)) else int(seed) + _OFFSET)
 _torch_manual_seed, _np_seed, _np_default_rng, _random_seed = (
     _torch.manual_seed, _np.random.seed, _np.random.default_rng, _random.seed)
 _torch.manual_seed = lambda seed: _torch_manual_seed(_shift(seed))
@@ -103,7 +104,9 @@ def check_notebook(path: Path | str, offset: int, *, timeout: int = 120) -> tupl
                 message = (output.get("evalue") or "").strip().splitlines()
                 if not message:  # a bare `assert`: show the failing line of the traceback
                     traceback = _ANSI.sub("", "\n".join(output.get("traceback", [])))
-                    message = [s.strip() for s in traceback.splitlines() if s.lstrip().startswith("---->")][-1:]
+                    message = [
+                        s.strip() for s in traceback.splitlines() if re.match(r"\s*-+> ", s)
+                    ][-1:]
                 line = f"cell {index}: {output.get('ename')}: {message[0] if message else ''}"
                 (assertions if output.get("ename") == "AssertionError" else others).append(line)
     return elapsed, assertions + others[:1]
@@ -112,9 +115,15 @@ def check_notebook(path: Path | str, offset: int, *, timeout: int = 120) -> tupl
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)")
-    parser.add_argument("--offsets", nargs="+", type=int, default=[1, 2, 3], help="seed offsets (default: 1 2 3)")
-    parser.add_argument("--timeout", type=int, default=120, help="seconds per cell (default: %(default)s)")
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)"
+    )
+    parser.add_argument(
+        "--offsets", nargs="+", type=int, default=[1, 2, 3], help="seed offsets (default: 1 2 3)"
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=120, help="seconds per cell (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((REPO_ROOT / "chapters").glob("*.ipynb"))
     os.environ.setdefault("PYTHONWARNINGS", "ignore")

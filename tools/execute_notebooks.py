@@ -25,8 +25,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nbformat
 import yaml
@@ -132,13 +132,19 @@ def _clean_metadata(notebook: nbformat.NotebookNode) -> None:
         cell.metadata.pop("ExecuteTime", None)
     notebook.metadata.pop("widgets", None)
     notebook.metadata.pop("papermill", None)
-    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": KERNEL_NAME}
+    notebook.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": KERNEL_NAME,
+    }
     language_info = notebook.metadata.get("language_info")
     if isinstance(language_info, dict):
         language_info.pop("version", None)  # the maintainer's patch release, not the book's
 
 
-def execute_notebook(path: Path | str, *, root: Path | str = REPO_ROOT, timeout: int = CELL_TIMEOUT_S) -> float:
+def execute_notebook(
+    path: Path | str, *, root: Path | str = REPO_ROOT, timeout: int = CELL_TIMEOUT_S
+) -> float:
     """Set the setup cell, execute ``path`` in place and save it with its outputs.
 
     Args:
@@ -180,9 +186,18 @@ def execute_notebook(path: Path | str, *, root: Path | str = REPO_ROOT, timeout:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)")
-    parser.add_argument("--check", action="store_true", help="only check that every setup cell is canonical")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default: %(default)s)")
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks (default: chapters/*.ipynb)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that every setup cell is canonical"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=CELL_TIMEOUT_S,
+        help="seconds per cell (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     notebooks = args.notebooks or chapter_notebooks()
@@ -205,7 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in stale:
             print(f"{path}: first code cell is not the canonical setup cell", file=sys.stderr)
         if stale:
-            print("run: python tools/execute_notebooks.py " + " ".join(map(str, stale)), file=sys.stderr)
+            print(
+                "run: python tools/execute_notebooks.py " + " ".join(map(str, stale)),
+                file=sys.stderr,
+            )
             return 1
         print(f"{len(notebooks)} notebook(s): setup cells are canonical")
         return 0
