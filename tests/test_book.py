@@ -371,3 +371,39 @@ def test_chapter_has_a_theorem_a_proof_and_a_figure(
         if any(mime in output.get("data", {}) for mime in IMAGE_MIME_TYPES)
     ]
     assert images, f"{path.name} stores no figure"
+
+
+def test_check_seeds_shifts_every_seed_and_reports_failed_claims(tmp_path: Path) -> None:
+    # A claim that holds only for the stored seeds passes at offset 0 and fails at offset 1, for
+    # each way a chapter seeds: the global torch seed, a torch.Generator, a NumPy generator.
+    import numpy as np
+    import torch
+
+    spec = importlib.util.spec_from_file_location("check_seeds", ROOT / "tools" / "check_seeds.py")
+    assert spec is not None and spec.loader is not None
+    check_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_seeds)
+    torch.manual_seed(3)
+    global_draw = torch.rand(1).item()
+    local_draw = torch.rand(1, generator=torch.Generator().manual_seed(5)).item()
+    numpy_draw = int(np.random.default_rng(7).integers(10**9))
+    sources = [
+        f"import torch\ntorch.manual_seed(3)\nassert torch.rand(1).item() == {global_draw!r}",
+        "import torch\ng = torch.Generator().manual_seed(5)\n"
+        f"assert torch.rand(1, generator=g).item() == {local_draw!r}",
+        f"import numpy as np\nassert np.random.default_rng(7).integers(10**9) == {numpy_draw}",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    notebook.metadata["kernelspec"] = {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    }
+    path = tmp_path / "claim.ipynb"
+    nbformat.write(notebook, path)
+    assert check_seeds.check_notebook(path, 0)[1] == []
+    failures = check_seeds.check_notebook(path, 1)[1]
+    assert [failure.split(":")[0] for failure in failures] == ["cell 0", "cell 1", "cell 2"], (
+        failures
+    )
+    assert all("AssertionError" in failure for failure in failures)
