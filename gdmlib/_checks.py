@@ -15,6 +15,7 @@ __all__ = [
     "check_positive_int",
     "check_positive_number",
     "check_probability",
+    "check_same_dtype_and_device",
     "check_sample_pair",
     "check_seed",
 ]
@@ -101,6 +102,18 @@ def check_probability(name: str, value: object, *, open_interval: bool = True) -
     return float(value)
 
 
+def check_same_dtype_and_device(x: Tensor, y: Tensor) -> None:
+    """Refuse two tensors of different dtypes (TypeError) or on different devices (ValueError).
+
+    Example:
+        >>> check_same_dtype_and_device(torch.zeros(2), torch.ones(3))
+    """
+    if x.dtype != y.dtype:
+        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+
+
 def check_sample_pair(
     x: object, y: object, *, min_points: int = 2, finite: bool = True
 ) -> tuple[Tensor, Tensor]:
@@ -129,10 +142,7 @@ def check_sample_pair(
                 f"{tuple(sample.shape)}"
             )
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    check_same_dtype_and_device(x, y)
     if x.dim() != y.dim():
         raise ValueError(
             f"x and y must both be (n, d) or both (n,), got shapes {tuple(x.shape)} and "

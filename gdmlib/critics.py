@@ -62,7 +62,12 @@ from torch import Tensor, nn
 
 from gdmlib import runtime
 from gdmlib._checks import check_positive_int as _check_positive_int
-from gdmlib._checks import check_positive_number, check_sample_pair
+from gdmlib._checks import (
+    check_positive_number,
+    check_same_dtype_and_device,
+    check_sample_pair,
+    check_seed,
+)
 from gdmlib.lipschitz import _scores, clip_weights, gradient_norms, gradient_penalty
 from gdmlib.nets import MLP, BatchedMLP
 from gdmlib.training import check_finite_parameters, finite_loss
@@ -302,8 +307,7 @@ def train_critic(
     clip = check_positive_number("clip", clip)
     if batch_size is not None:
         batch_size = _check_positive_int("batch_size", batch_size)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    seed = check_seed(seed)
     if critic is None:
         if seed is None:
             critic = make_critic(x.shape[1], method, hidden)
@@ -491,11 +495,7 @@ def _check_member_samples(x: object, y: object) -> tuple[Tensor, Tensor]:
         if not torch.isfinite(value).all():
             raise ValueError(f"{name} must contain only finite values (no NaN or inf)")
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
-    if x.dtype != y.dtype or x.device != y.device:
-        raise TypeError(
-            f"x and y must have the same dtype and device, got {x.dtype}/{x.device} and "
-            f"{y.dtype}/{y.device}"
-        )
+    check_same_dtype_and_device(x, y)
     if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
         raise ValueError(
             f"x and y must have the same members and dimension, got shapes {tuple(x.shape)} and "
@@ -650,8 +650,9 @@ def train_critics(
     lr = check_positive_number("lr", lr)
     penalty_weight = check_positive_number("penalty_weight", penalty_weight, allow_zero=True)
     clip = check_positive_number("clip", clip)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed is None:
+        raise TypeError("seed must be an int: the members' initialisation is drawn from it")
+    seed = check_seed(seed)
     members, n, m = x.shape[0], x.shape[1], y.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gdmlib._checks import check_positive_int, check_positive_number
+from gdmlib._checks import check_positive_int, check_positive_number, check_same_dtype_and_device
 
 __all__ = [
     "KRDual",
@@ -115,10 +115,7 @@ def _check_point_clouds(x: Tensor, y: Tensor, *, batched: bool = False) -> tuple
     for name, points in (("x", x), ("y", y)):
         if points.dim() not in allowed:
             raise ValueError(f"{name} must have shape {expected}, got {tuple(points.shape)}")
-    if x.dtype != y.dtype:
-        raise TypeError(f"x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+    check_same_dtype_and_device(x, y)
     if x.dim() != y.dim():
         raise ValueError(
             "x and y must both be batched or both unbatched, "

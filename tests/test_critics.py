@@ -240,6 +240,10 @@ def test_train_critics_rejects_bad_input() -> None:
         train_critics(x, x, "wgan")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="seed"):
         train_critics(x, x, "sn", seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="seed must be an int"):
+        train_critics(x, x, "sn", seed=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="same dtype"):
+        train_critics(x, x.double())
     with pytest.raises(ValueError, match="finite"):
         train_critics(x, torch.full((2, 10, 1), float("nan")))
 
