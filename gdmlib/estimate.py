@@ -32,7 +32,7 @@ import numpy as np
 import torch  # noqa: F401  (the doctests use ``torch``)
 from torch import Tensor
 
-__all__ = ["Estimate", "mean_stderr", "paired_difference"]
+__all__ = ["Estimate", "independent_difference", "mean_stderr", "paired_difference"]
 
 
 class Estimate(NamedTuple):
@@ -118,6 +118,26 @@ def paired_difference(first: object, second: object) -> Estimate:
     if a.size != b.size:
         raise ValueError(f"paired values need equal sizes, got {a.size} and {b.size}")
     return mean_stderr(a - b)
+
+
+def independent_difference(first: Estimate, second: Estimate) -> Estimate:
+    r"""``first - second`` for two estimates from independent draws: the standard errors add in
+    quadrature, :math:`\sqrt{s_1^2 + s_2^2}`.
+
+    Use :func:`paired_difference` instead when the two share their draws (same seed, same points):
+    pairing keeps what they have in common out of the standard error.
+
+    Raises:
+        TypeError: If either is not an :class:`Estimate`.
+
+    Example:
+        >>> independent_difference(Estimate(5.0, 0.3), Estimate(2.0, 0.4))
+        Estimate(value=3.0, stderr=0.5)
+    """
+    for name, value in (("first", first), ("second", second)):
+        if not isinstance(value, Estimate):
+            raise TypeError(f"{name} must be an Estimate, got {type(value).__name__}")
+    return Estimate(first.value - second.value, math.hypot(first.stderr, second.stderr))
 
 
 def _mean_se_tensor(values: Tensor) -> Estimate:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gdmlib.estimate import Estimate, mean_stderr, paired_difference
+from gdmlib.estimate import Estimate, independent_difference, mean_stderr, paired_difference
 
 
 def test_mean_stderr_matches_numpy_and_accepts_tensors() -> None:
@@ -54,3 +54,10 @@ def test_estimate_is_a_value_and_a_standard_error() -> None:
     from gdmlib.divergences import Estimate as ReExported
 
     assert ReExported is Estimate
+
+
+def test_independent_difference_adds_standard_errors_in_quadrature() -> None:
+    difference = independent_difference(Estimate(1.0, 0.6), Estimate(0.25, 0.8))
+    assert difference.value == 0.75 and difference.stderr == pytest.approx(1.0, rel=1e-15)
+    with pytest.raises(TypeError, match="must be an Estimate"):
+        independent_difference((1.0, 0.5), Estimate(0.0, 0.1))  # type: ignore[arg-type]
