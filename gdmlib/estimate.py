@@ -4,7 +4,8 @@ Every Monte Carlo number of the book, and every claim about trained models, is a
 independent draws, points or seeds, reported as :math:`\bar x \pm s / \sqrt n` with :math:`s` the
 sample standard deviation. A claim "A scores higher than B" is checked on the **paired**
 differences :math:`d_i = a_i - b_i` (same seed, same draws for both), whose standard error is
-usually far smaller than that of either mean:
+usually far smaller than that of either mean (a rate of successes, such as a test's power or a
+classifier's accuracy, has the binomial standard error of :func:`binomial_proportion`):
 
 .. math::
     \bar d > k \, \frac{s_d}{\sqrt n}, \qquad k \approx 3 \text{ or } 4.
@@ -32,7 +33,15 @@ import numpy as np
 import torch  # noqa: F401  (the doctests use ``torch``)
 from torch import Tensor
 
-__all__ = ["Estimate", "independent_difference", "mean_stderr", "paired_difference"]
+from gdmlib._checks import check_positive_int, check_probability
+
+__all__ = [
+    "Estimate",
+    "binomial_proportion",
+    "independent_difference",
+    "mean_stderr",
+    "paired_difference",
+]
 
 
 class Estimate(NamedTuple):
@@ -138,6 +147,35 @@ def independent_difference(first: Estimate, second: Estimate) -> Estimate:
         if not isinstance(value, Estimate):
             raise TypeError(f"{name} must be an Estimate, got {type(value).__name__}")
     return Estimate(first.value - second.value, math.hypot(first.stderr, second.stderr))
+
+
+def binomial_proportion(rate: float, trials: int) -> Estimate:
+    r"""A rate of successes in ``trials`` independent trials and its standard error
+    :math:`\sqrt{\hat p (1 - \hat p) / n}`.
+
+    The rejection rate of a test over repetitions (its size or power), the accuracy of a classifier
+    on a held-out set, the fraction of samples near a mode. The standard error is 0 at
+    :math:`\hat p \in \{0, 1\}`: with a small ``trials`` prefer a margin in the claim.
+
+    Args:
+        rate: The observed fraction :math:`\hat p` in :math:`[0, 1]`.
+        trials: The number of trials :math:`n \ge 1`.
+
+    Returns:
+        ``Estimate(rate, stderr)``.
+
+    Raises:
+        TypeError: If ``rate`` is not a real number or ``trials`` not an int.
+        ValueError: If ``rate`` is outside :math:`[0, 1]` or ``trials`` below 1.
+
+    Example:
+        >>> accuracy = binomial_proportion(0.9, 100)
+        >>> accuracy.value, round(accuracy.stderr, 12)
+        (0.9, 0.03)
+    """
+    rate = check_probability("rate", rate, open_interval=False)
+    trials = check_positive_int("trials", trials)
+    return Estimate(rate, math.sqrt(rate * (1.0 - rate) / trials))
 
 
 def _mean_se_tensor(values: Tensor) -> Estimate:

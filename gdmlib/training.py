@@ -14,6 +14,11 @@ capture and restore every global random generator (torch CPU and CUDA, NumPy, Py
 :func:`save_checkpoint` / :func:`load_checkpoint` write atomically and read back a payload of
 tensors and plain containers (``torch.load(weights_only=True)``).
 
+Two small tools that chapters use around the loops: :func:`every` turns a recording function into
+a callback that runs every ``k`` steps (the learning curves of chapters 03, 05 and 08), and
+:func:`parameter_gradient_norms` measures which parameter groups a loss sends gradient to (the
+straight-through and ``detach`` checks of chapter 12).
+
 Example:
     >>> import torch
     >>> finite_loss(torch.tensor(0.5), step=3, name="critic")
@@ -44,9 +49,11 @@ __all__ = [
     "FitHistory",
     "NonFiniteLossError",
     "check_finite_parameters",
+    "every",
     "finite_loss",
     "fit",
     "load_checkpoint",
+    "parameter_gradient_norms",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -482,3 +489,110 @@ def fit(
     if window:
         return FitHistory(history.steps + [steps], history.losses + [sum(window) / len(window)])
     return history
+
+
+def every(
+    period: int,
+    callback: Callable[[int, Any], None],
+    *,
+    offset: int = 0,
+    final_step: int | None = None,
+) -> Callable[[int, Any], None]:
+    r"""A training-loop callback that calls ``callback(step, history)`` only every ``period`` steps.
+
+    It fires at steps :math:`o, o + k, o + 2k, \dots` (``o = offset``, ``k = period``), and also at
+    ``final_step`` if given, so that a learning curve includes the end of training. With steps
+    counted from 0, ``offset=period - 1`` records after :math:`k, 2k, \dots` completed steps.
+
+    Args:
+        period: The number of steps between two calls (positive).
+        callback: Called as ``callback(step, history)``, the signature of every gdmlib loop's
+            callback (:func:`gdmlib.gan.train_adversarial`).
+        offset: The first step at which it fires (non-negative).
+        final_step: A step at which it also fires, e.g. ``steps - 1``.
+
+    Returns:
+        The callback to pass to the loop.
+
+    Raises:
+        TypeError: If ``callback`` is not callable, or an argument is not an int.
+        ValueError: If ``period`` is below 1, or ``offset``/``final_step`` below 0.
+
+    Example:
+        >>> steps = []
+        >>> record = every(4, lambda step, history: steps.append(step), final_step=9)
+        >>> for step in range(10):
+        ...     record(step, None)
+        >>> steps
+        [0, 4, 8, 9]
+    """
+    period = check_positive_int("period", period)
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    offset = check_positive_int("offset", offset, minimum=0)
+    if final_step is not None:
+        final_step = check_positive_int("final_step", final_step, minimum=0)
+
+    def periodic(step: int, history: Any) -> None:
+        if (step >= offset and (step - offset) % period == 0) or step == final_step:
+            callback(step, history)
+
+    return periodic
+
+
+def parameter_gradient_norms(
+    loss: Tensor, groups: dict[str, list[nn.Parameter] | tuple[nn.Parameter, ...]]
+) -> dict[str, float]:
+    r"""The Euclidean norm of :math:`\partial\,\mathrm{loss} / \partial \theta_g` for each group
+    :math:`g` of parameters: which parts of a model a loss trains.
+
+    A group the loss does not depend on (through ``detach`` or a straight-through estimator) gets
+    exactly 0. The graph of ``loss`` is kept, so several groupings or losses can share a forward
+    pass. Used in chapter 12 for the vector quantiser's losses.
+
+    Args:
+        loss: A scalar tensor with a graph.
+        groups: Group name -> its parameters (each a tensor with ``requires_grad``).
+
+    Returns:
+        Group name -> gradient norm, as floats.
+
+    Raises:
+        TypeError: If ``loss`` is not a tensor, or a group holds something else than tensors.
+        ValueError: If ``loss`` is not a scalar with a graph, or a group is empty.
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.nn.Parameter(torch.tensor([3.0])), torch.nn.Parameter(torch.tensor([1.0]))
+        >>> parameter_gradient_norms((2 * a).sum() + b.detach().sum(), {"a": [a], "b": [b]})
+        {'a': 2.0, 'b': 0.0}
+    """
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"loss must be a torch.Tensor, got {type(loss).__name__}")
+    if loss.numel() != 1 or not loss.requires_grad:
+        raise ValueError(
+            "loss must be a scalar tensor that requires grad (a graph to differentiate)"
+        )
+    if not isinstance(groups, dict) or not groups:
+        raise ValueError("groups must be a non-empty dict: group name -> list of parameters")
+    flat: list[Tensor] = []
+    sizes: dict[str, int] = {}
+    for name, parameters in groups.items():
+        parameters = list(parameters)
+        if not parameters:
+            raise ValueError(f"group {name!r} has no parameters")
+        for parameter in parameters:
+            if not isinstance(parameter, Tensor) or not parameter.requires_grad:
+                raise TypeError(f"group {name!r} must hold tensors that require grad")
+        flat.extend(parameters)
+        sizes[name] = len(parameters)
+    gradients = torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True)
+    norms: dict[str, float] = {}
+    start = 0
+    for name, size in sizes.items():
+        squares = [
+            g.double().square().sum() for g in gradients[start : start + size] if g is not None
+        ]
+        norms[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+        start += size
+    return norms

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gdmlib import estimate
 from gdmlib.estimate import Estimate, independent_difference, mean_stderr, paired_difference
 
 
@@ -61,3 +62,29 @@ def test_independent_difference_adds_standard_errors_in_quadrature() -> None:
     assert difference.value == 0.75 and difference.stderr == pytest.approx(1.0, rel=1e-15)
     with pytest.raises(TypeError, match="must be an Estimate"):
         independent_difference((1.0, 0.5), Estimate(0.0, 0.1))  # type: ignore[arg-type]
+
+
+def test_binomial_proportion_is_the_wald_standard_error() -> None:
+    assert estimate.binomial_proportion(0.25, 300).stderr == pytest.approx(
+        math.sqrt(0.25 * 0.75 / 300), rel=1e-15
+    )
+    assert estimate.binomial_proportion(0.0, 10) == (0.0, 0.0)
+    assert estimate.binomial_proportion(1, 10) == (1.0, 0.0)
+    # Simulated: the standard deviation of the rate over many repetitions matches the formula.
+    rates = np.random.default_rng(0).binomial(400, 0.3, size=20_000) / 400
+    assert rates.std() == pytest.approx(estimate.binomial_proportion(0.3, 400).stderr, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("rate", "trials", "error", "match"),
+    [
+        (1.5, 10, ValueError, r"rate must lie in \[0, 1\]"),
+        (-0.1, 10, ValueError, r"rate must lie in \[0, 1\]"),
+        (0.5, 0, ValueError, "trials must be a positive int"),
+        (0.5, 2.0, TypeError, "trials must be an int"),
+        ("0.5", 2, TypeError, "rate must be a number"),
+    ],
+)
+def test_binomial_proportion_rejects_bad_inputs(rate, trials, error, match) -> None:
+    with pytest.raises(error, match=match):
+        estimate.binomial_proportion(rate, trials)

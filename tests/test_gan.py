@@ -1044,6 +1044,34 @@ def test_game_value_estimate_and_standard_error(device: torch.device) -> None:
     assert estimate.value == pytest.approx(-gan.discriminator_loss(real, fake).item(), abs=1e-6)
 
 
+def test_jsd_lower_bound_is_tight_at_the_optimal_discriminator(device: torch.device) -> None:
+    # pi = N(0, 1), p = N(1, 1): D*'s logit is log pi - log p = 1/2 - x, and the bound at D* is
+    # the JSD itself (by quadrature), up to Monte Carlo error.
+    from gdmlib.divergences import jsd
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(200_000, generator=generator, dtype=torch.float64)
+    y = torch.randn(200_000, generator=generator, dtype=torch.float64) + 1.0
+    bound = gan.jsd_lower_bound((0.5 - x).to(device), (0.5 - y).to(device))
+    exact = jsd(Normal(0.0, 1.0), Normal(1.0, 1.0))
+    assert abs(bound.value - exact) < 4 * bound.stderr
+    assert 0 < bound.stderr < 1e-3
+    # A worse discriminator (logit scaled by 1/2) gives a smaller bound, on the same draws.
+    worse = gan.jsd_lower_bound((0.25 - x / 2).to(device), (0.25 - y / 2).to(device))
+    assert worse.value < bound.value - 10 * bound.stderr
+
+
+def test_jsd_lower_bound_is_half_the_game_value_plus_log_two() -> None:
+    real, fake = torch.randn(50, 1), torch.randn(70) - 1.0
+    value, bound = gan.game_value(real.double(), fake.double()), gan.jsd_lower_bound(real, fake)
+    assert bound.value == pytest.approx(math.log(2) + value.value / 2, abs=1e-12)
+    assert bound.stderr == pytest.approx(value.stderr / 2, rel=1e-12)
+    # float64 inside: a constant discriminator gives 0 ± 0 (to rounding) even from float32 logits.
+    constant = gan.jsd_lower_bound(torch.full((5,), 0.3), torch.full((5,), 0.3))
+    expected = math.log(2) - (math.log1p(math.exp(-0.3)) + math.log1p(math.exp(0.3))) / 2
+    assert constant.value == pytest.approx(expected, abs=1e-7) and constant.stderr < 1e-15
+
+
 def test_game_value_needs_two_logits_per_side() -> None:
     with pytest.raises(ValueError, match="at least two logits"):
         gan.game_value(torch.zeros(1), torch.zeros(5))
@@ -1133,6 +1161,17 @@ _BAD_GAN_CALLS = [
     (lambda: gan.generator_loss(torch.zeros(0)), ValueError, "fake_logits is empty"),
     (lambda: gan.game_value(torch.zeros(1), torch.zeros(3)), ValueError, "at least two logits"),
     (lambda: gan.optimal_discriminator(Normal(0.0, 1.0), "p"), TypeError, "p must have a log_prob"),
+    (lambda: gan.jsd_lower_bound(torch.zeros(1), torch.zeros(3)), ValueError, "at least two"),
+    (
+        lambda: gan.jsd_lower_bound(torch.tensor([0.0, math.nan]), torch.zeros(3)),
+        ValueError,
+        "real_logits must be finite",
+    ),
+    (
+        lambda: gan.jsd_lower_bound(torch.zeros(2), torch.zeros(3, dtype=torch.int64)),
+        TypeError,
+        "fake_logits must be a floating",
+    ),
     (
         lambda: gan.generator_gradient_norm(_linear(), "critic", torch.zeros(2, 1)),
         TypeError,

@@ -69,7 +69,7 @@ Example:
 The package holds one concept per module, and re-exports every public name here, so that
 ``gdmlib.gan.X`` and ``from gdmlib.gan import X`` work for all of them:
 
-- :mod:`gdmlib.gan.losses` — the losses from logits, :func:`game_value`,
+- :mod:`gdmlib.gan.losses` — the losses from logits, :func:`game_value`, :func:`jsd_lower_bound`,
   :func:`optimal_discriminator`;
 - :mod:`gdmlib.gan.training` — :func:`train_adversarial` and :class:`AdversarialHistory`;
 - :mod:`gdmlib.gan.diagnostics` — :func:`generator_gradient_norm`, :func:`saturation_curve`;
@@ -100,6 +100,7 @@ from gdmlib.gan.losses import (
     game_value,
     generator_loss,
     generator_loss_wasserstein,
+    jsd_lower_bound,
     optimal_discriminator,
 )
 from gdmlib.gan.packing import PackedDiscriminator, pack_samples
@@ -125,6 +126,7 @@ __all__ = [
     "generator_loss",
     "generator_loss_wasserstein",
     "gradient_penalty",
+    "jsd_lower_bound",
     "optimal_discriminator",
     "pack_samples",
     "saturation_curve",

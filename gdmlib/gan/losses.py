@@ -40,6 +40,7 @@ __all__ = [
     "game_value",
     "generator_loss",
     "generator_loss_wasserstein",
+    "jsd_lower_bound",
     "optimal_discriminator",
 ]
 
@@ -134,6 +135,63 @@ def game_value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Estimate
         real_terms.var().item() / real_terms.numel() + fake_terms.var().item() / fake_terms.numel()
     )
     return Estimate(value, stderr)
+
+
+def jsd_lower_bound(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Estimate:
+    r"""The Jensen–Shannon lower bound of a discriminator, from its logits on fresh samples, with
+    its standard error.
+
+    For any discriminator :math:`D = \sigma(\ell)`, :math:`V(G, D) \le V(G, D^*) =
+    2\,\mathrm{JSD}(\pi, p) - \log 4` (Goodfellow et al. 2014, Theorem 1), hence
+
+    .. math::
+        \mathrm{JSD}(\pi, p) \;\ge\; \frac{\log 4 + V(G, D)}{2}
+        = \log 2 - \tfrac12\,\mathbb{E}_\pi \operatorname{softplus}(-\ell)
+        - \tfrac12\,\mathbb{E}_p \operatorname{softplus}(\ell),
+
+    with equality at :math:`D = D^*`. The expectations are sample means over ``real_logits`` (on
+    fresh data) and ``fake_logits`` (on fresh model samples), computed in float64: a discriminator
+    that has become constant has a standard error of 0, and float32 rounding of the loss (1e-7)
+    could then put the estimate above the JSD. The standard error is half that of
+    :func:`game_value`. With logits on the samples the discriminator was trained on, the estimate is
+    biased upwards (overfitting): evaluate on held-out samples.
+
+    Args:
+        real_logits: Logits on fresh data, any shape (at least two values).
+        fake_logits: Logits on fresh generated samples, any shape (at least two values).
+
+    Returns:
+        An :class:`gdmlib.estimate.Estimate` ``(value, stderr)``; the value is at most
+        :math:`\log 2`.
+
+    Raises:
+        TypeError: If the logits are not floating tensors.
+        ValueError: If they hold a non-finite value, sit on different devices, or either side has
+            fewer than two values.
+
+    Used in chapters 02, 03, 05 and 08.
+
+    Example:
+        >>> import torch
+        >>> bound = jsd_lower_bound(torch.full((4,), 30.0), torch.full((4,), -30.0))
+        >>> round(bound.value, 6), bound.stderr  # a perfect discriminator: JSD = log 2
+        (0.693147, 0.0)
+        >>> jsd_lower_bound(torch.zeros(8), torch.zeros(8)).value  # D = 1/2: the bound is 0
+        0.0
+    """
+    real_logits = _check_scores("real_logits", real_logits)
+    fake_logits = _check_scores("fake_logits", fake_logits)
+    _check_same_device(real_logits, fake_logits, "real_logits and fake_logits")
+    for name, logits in (("real_logits", real_logits), ("fake_logits", fake_logits)):
+        if logits.numel() < 2:
+            raise ValueError(
+                f"jsd_lower_bound needs at least two values of {name} to estimate a standard "
+                f"error, got {logits.numel()}"
+            )
+        if not torch.isfinite(logits).all():
+            raise ValueError(f"{name} must be finite (a diverged discriminator?)")
+    value = game_value(real_logits.detach().double(), fake_logits.detach().double())
+    return Estimate(math.log(2) + value.value / 2, value.stderr / 2)
 
 
 def generator_loss(
