@@ -1,4 +1,7 @@
-"""Argument checks shared by the gdmlib modules (private: the public functions call them)."""
+"""Argument checks shared by the gdmlib modules (private: the public functions call them).
+
+Used by every public module of gdmlib (not by the chapters).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 r"""Diagonal Gaussians, the building block of every encoder (private: vae and dequantization use
 it).
 
+Used by :mod:`gdmlib.vae`, :mod:`gdmlib.dequantization`, :mod:`gdmlib.toy` and :mod:`gdmlib.plot`
+(not by the chapters).
+
 - :func:`log_prob`: :math:`\log \mathcal{N}(z; \mu, \mathrm{diag}\,\sigma^2)`, summed over the last
   dimension;
 - :func:`rsample`: reparametrised draws :math:`z = \mu + \sigma \odot \varepsilon`;

@@ -1,5 +1,7 @@
 r"""Neural critics that estimate the Wasserstein-1 distance between two samples.
 
+Used in chapter 07 (critics of the Kantorovich–Rubinstein dual and their Lipschitz constraints).
+
 By the Kantorovich–Rubinstein duality,
 
 .. math::

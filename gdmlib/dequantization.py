@@ -1,5 +1,7 @@
 r"""Dequantization: continuous densities as models of discrete data, and the bounds that train them.
 
+Used in chapter 11.
+
 Discrete data :math:`x \in \mathbb{Z}^d` (pixel levels :math:`0, \dots, K-1`, say) have no density
 on :math:`\mathbb{R}^d`: a continuous density fitted to them collapses onto the points. A continuous
 density :math:`p` on :math:`\mathbb{R}^d` does define a discrete model by integrating over unit

@@ -1,6 +1,8 @@
 r"""Discrete latent variables: the Gumbel-max trick, the Gumbel-softmax relaxation, vector
 quantisation.
 
+Used in chapter 12.
+
 - :func:`gumbel_max` draws **exact** categorical samples: with i.i.d. standard Gumbel noise
   :math:`g_k = -\log(-\log U_k)`, :math:`U_k \sim \mathcal{U}(0, 1)`,
 

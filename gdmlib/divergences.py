@@ -1,5 +1,7 @@
 r"""Divergences between probability distributions: KL, Jensen–Shannon, total variation.
 
+Used in chapters 01 to 05.
+
 Two families of functions:
 
 - :func:`kl`, :func:`jsd` and :func:`tv` take two **univariate** ``torch.distributions`` objects and

@@ -1,5 +1,7 @@
 r"""Normalizing flows: invertible layers with log-determinants, and a distribution built from them.
 
+Used in chapters 10 and 11.
+
 A flow writes a density on :math:`\mathbb{R}^D` as a standard normal pushed through an invertible
 map. **Direction convention, used everywhere in this module**: a :class:`Transform`'s ``forward``
 goes from data to noise (the *normalizing* direction), its ``inverse`` from noise to data,

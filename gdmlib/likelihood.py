@@ -1,5 +1,7 @@
 r"""Likelihood as a yardstick: a kernel density estimate and mixtures of arbitrary distributions.
 
+Used in chapters 02 and 03.
+
 Theis, van den Oord & Bethge (2016) build two models that expose how little a log-likelihood says
 about samples, and this module makes both concrete:
 

@@ -1,5 +1,8 @@
 r"""Small network building blocks shared by every model of the book.
 
+Used by every chapter that trains a network (03, 04, 05, 07, 08, 10–12), mostly through the
+model modules.
+
 Two families:
 
 - :class:`MLP`, a fully connected network

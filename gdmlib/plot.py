@@ -1,6 +1,8 @@
 r"""The figures chapters share: one style, 1-D densities, 2-D sample clouds, panels, sliders,
 images.
 
+Used by every chapter.
+
 Every helper draws on a Matplotlib ``Axes`` it is given (or makes a figure of panels) and labels its
 axes, so that a chapter's figure cell is one or two lines. Each interactive slider of the book
 (:func:`interact`, live only in a running notebook) stands next to a static figure of the same

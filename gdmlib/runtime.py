@@ -1,5 +1,7 @@
 r"""Where and how big a chapter runs: device, seeding, the quick/full size switch, progress bars.
 
+Used by every chapter's setup cell.
+
 Every chapter starts with :func:`setup`, which seeds every generator, picks the device
 (CUDA > MPS > CPU) and decides the *scale*: ``"quick"`` (the default on a CPU: a real but small
 experiment that runs in well under a minute on two cores) or ``"full"`` (the default on a GPU).
