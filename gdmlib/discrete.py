@@ -967,6 +967,10 @@ def annealed_loss(
     ``model.tau`` and returns ``model.loss(x)``. (Jang et al. 2017 anneal :math:`\tau` from 1 to
     0.5: a high temperature keeps early gradients tame, a low one makes the relaxation tight.)
 
+    The loss keeps its count of calls in ``state_dict()``, which :func:`gdmlib.training.fit` saves
+    in its checkpoints: a resumed run goes on with the right temperature (and a finished one
+    restores the final ``model.tau``).
+
     Example:
         >>> model = CategoricalVAE((1, 8, 8), 2, 3, hidden=(8,))
         >>> loss = annealed_loss(model, start=1.0, end=0.25, steps=3)
@@ -982,12 +986,29 @@ def annealed_loss(
         raise TypeError(f"model must be a CategoricalVAE, got {type(model).__name__}")
     start, end = _check_tau(start), _check_tau(end)
     steps = _check_positive_int("steps", steps)
-    calls = [0]
+    return _AnnealedLoss(model, start, end, steps)
 
-    def loss(x: Tensor) -> Tensor:
-        progress = min(calls[0] / (steps - 1), 1.0) if steps > 1 else 1.0
-        model.tau = start * (end / start) ** progress
-        calls[0] += 1
-        return model.loss(x)
 
-    return loss
+class _AnnealedLoss:
+    """The callable :func:`annealed_loss` returns: the schedule and its count of calls."""
+
+    def __init__(self, model: CategoricalVAE, start: float, end: float, steps: int) -> None:
+        self.model, self.start, self.end, self.steps = model, start, end, steps
+        self.calls = 0
+
+    def temperature(self, call: int) -> float:
+        progress = min(call / (self.steps - 1), 1.0) if self.steps > 1 else 1.0
+        return self.start * (self.end / self.start) ** progress
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.model.tau = self.temperature(self.calls)
+        self.calls += 1
+        return self.model.loss(x)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.calls = int(state["calls"])
+        if self.calls > 0:
+            self.model.tau = self.temperature(self.calls - 1)

@@ -13,6 +13,11 @@ Two environment variables override the automatic choice:
 - ``GDM_SCALE=quick|full`` forces the scale (the test suite forces ``quick``);
 - ``GDM_DEVICE=cpu|cuda|cuda:1|mps`` forces the device (the test suite forces ``cpu``).
 
+A third turns on checkpoints: with ``GDM_CHECKPOINT_DIR=folder`` (on Colab, a folder of a mounted
+Google Drive), the long training runs of the chapters save their state there and a rerun of the
+chapter after a disconnection resumes them where they stopped (:func:`checkpoint_path`). Unset, as
+in CI, nothing is written.
+
 Example:
     >>> import gdmlib
     >>> rt = gdmlib.runtime.setup(seed=0, verbose=False)
@@ -25,9 +30,11 @@ from __future__ import annotations
 import os
 import platform
 import random
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -36,6 +43,7 @@ import torch
 __all__ = [
     "Runtime",
     "Scale",
+    "checkpoint_path",
     "get_device",
     "get_scale",
     "pick",
@@ -74,6 +82,11 @@ class Runtime:
     def pick(self, *, quick: T, full: T) -> T:
         """The value for this runtime's scale (see :func:`pick`)."""
         return quick if self.quick else full
+
+    def checkpoint_path(self, name: str) -> Path | None:
+        """Where a training run called ``name`` keeps its checkpoint at this scale (see
+        :func:`checkpoint_path`)."""
+        return checkpoint_path(name, scale=self.scale)
 
 
 def get_device(name: str | None = None) -> torch.device:
@@ -136,6 +149,58 @@ def pick(*, quick: T, full: T, scale: Scale | None = None) -> T:
     if scale not in _SCALES:
         raise ValueError(f"scale must be 'quick' or 'full', got {scale!r}")
     return quick if scale == "quick" else full
+
+
+_CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def checkpoint_path(name: str, *, scale: Scale | None = None) -> Path | None:
+    """The checkpoint file of a chapter's training run, or ``None`` when checkpoints are off.
+
+    Checkpoints are on when the environment variable ``GDM_CHECKPOINT_DIR`` names a folder (created
+    if missing); the file is ``<folder>/<name>-<scale>.pt``, so that quick and full runs never
+    resume from each other. Pass the result as the ``checkpoint_path`` of
+    :func:`gdmlib.training.fit` or :func:`gdmlib.gan.train_adversarial`: the run then saves its
+    state every few hundred steps and, when the chapter is run again, resumes exactly where it
+    stopped (a finished run returns at once). Delete the folder after changing a chapter's code:
+    a checkpoint holds the old run.
+
+    Args:
+        name: The run's name, unique in the book (letters, digits, ``_``, ``-``, ``.``), e.g.
+            ``"10-vae-d5"``.
+        scale: ``"quick"`` or ``"full"``; by default that of the last :func:`setup` (or
+            :func:`get_scale`).
+
+    Returns:
+        The path, or ``None`` when ``GDM_CHECKPOINT_DIR`` is unset or empty (the default, and CI).
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` holds other characters, or ``scale`` is not a scale.
+
+    Example:
+        >>> import os
+        >>> _ = os.environ.pop("GDM_CHECKPOINT_DIR", None)  # off: the default
+        >>> checkpoint_path("10-vae-d5", scale="quick") is None
+        True
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise ValueError(
+            f"name must be letters, digits, '_', '-' or '.', starting with a letter or digit, "
+            f"got {name!r}"
+        )
+    if scale is None:
+        scale = _current.scale if _current is not None else get_scale()
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be 'quick' or 'full', got {scale!r}")
+    folder = os.environ.get("GDM_CHECKPOINT_DIR", "").strip()
+    if not folder:
+        return None
+    directory = Path(folder).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{name}-{scale}.pt"
 
 
 def seed_everything(seed: int) -> None:

@@ -344,7 +344,7 @@ def fit(
     log_every: int = 100,
     generator: torch.Generator | None = None,
     progress: bool = False,
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
 ) -> FitHistory:
     r"""Train ``model`` with Adam on minibatches of ``data``, minimising ``loss(batch)``.
@@ -358,7 +358,8 @@ def fit(
     that is not finite after an update stops it too, both with :class:`NonFiniteLossError`
     naming the step and the quantity (``"training"`` or ``"parameter NAME"``).
 
-    Checkpoints: with ``checkpoint`` a path, the model, the optimizer, the history, the
+    Checkpoints: with ``checkpoint_path`` a path (e.g.
+    :func:`gdmlib.runtime.checkpoint_path` in a chapter), the model, the optimizer, the history, the
     minibatch sampler and every random generator (:func:`rng_state`) are saved there every
     ``checkpoint_every`` steps and at the end; a later call with the same path and arguments
     resumes from it, and on the CPU the result is bitwise that of an uninterrupted run.
@@ -374,7 +375,7 @@ def fit(
         log_every: Window of the recorded mean losses.
         generator: Draws the minibatches (on the CPU), for reproducibility.
         progress: Show a progress bar.
-        checkpoint: Path of a checkpoint file to resume from (if it exists) and to write.
+        checkpoint_path: Path of a checkpoint file to resume from (if it exists) and to write.
         checkpoint_every: Steps between checkpoints.
 
     Returns:
@@ -432,6 +433,15 @@ def fit(
     objective = loss if loss is not None else getattr(model, "loss", None)
     if not callable(objective):
         raise TypeError(f"{type(model).__name__} has no loss(x) method: pass loss=...")
+    # A loss with a state of its own (an annealing schedule) is checkpointed with the model.
+    stateful_loss = (
+        loss
+        if loss is not None
+        and not isinstance(loss, nn.Module)
+        and callable(getattr(loss, "state_dict", None))
+        and callable(getattr(loss, "load_state_dict", None))
+        else None
+    )
     optimizer = torch.optim.Adam(
         model.parameters(), lr=lr, foreach=True
     )  # fewer kernel launches per step
@@ -439,23 +449,25 @@ def fit(
     window: list[float] = []
     batches = _EpochBatches(data.shape[0], batch_size, generator, data.device)
     start = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint)
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path)
         if state.get("kind") != "gdmlib.training.fit" or state["steps"] > steps:
             raise ValueError(
-                f"{str(checkpoint)!r} is not a checkpoint of fit with at most {steps} steps"
+                f"{str(checkpoint_path)!r} is not a checkpoint of fit with at most {steps} steps"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = FitHistory(list(state["history_steps"]), list(state["history_losses"]))
         window = list(state["window"])
         batches.load(state["batches"])
+        if stateful_loss is not None and "loss" in state:
+            stateful_loss.load_state_dict(state["loss"])
         set_rng_state(state["rng"])
         start = state["steps"]
 
     def save(done: int) -> None:
         save_checkpoint(
-            checkpoint,
+            checkpoint_path,
             {
                 "kind": "gdmlib.training.fit",
                 "steps": done,
@@ -466,6 +478,7 @@ def fit(
                 "window": window,
                 "batches": batches.state(),
                 "rng": rng_state(),
+                **({"loss": stateful_loss.state_dict()} if stateful_loss is not None else {}),
             },
         )
 
@@ -481,7 +494,9 @@ def fit(
             history.steps.append(step + 1)
             history.losses.append(sum(window) / len(window))
             window = []
-        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+        if checkpoint_path is not None and (
+            (step + 1) % checkpoint_every == 0 or step + 1 == steps
+        ):
             save(
                 step + 1
             )  # before the last partial window is closed: a resumed run closes it later

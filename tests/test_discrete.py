@@ -485,6 +485,39 @@ def test_annealed_training_lowers_the_loss_and_the_temperature() -> None:
     assert history.losses[-1] < history.losses[0]
 
 
+def test_annealed_training_resumes_bitwise_with_its_temperature(tmp_path) -> None:
+    # The schedule's count of calls lives outside the model: fit checkpoints it with the loss, so
+    # that a run resumed half-way anneals like an uninterrupted one, and a finished run restores
+    # the final temperature. (Without it, a resumed run restarted the schedule at tau = 1.)
+    x = binary_batch(128)
+
+    def run(steps: int, path=None) -> tuple[CategoricalVAE, list[float]]:
+        torch.manual_seed(0)
+        model = CategoricalVAE((1, 8, 8), 4, 4, hidden=(16,))
+        history = fit(
+            model,
+            x,
+            steps=steps,
+            batch_size=32,
+            lr=5e-3,
+            log_every=5,
+            loss=annealed_loss(model, start=1.0, end=0.25, steps=20),
+            generator=seeded(),
+            checkpoint_path=path,
+            checkpoint_every=5,
+        )
+        return model, history.losses
+
+    whole, whole_losses = run(20)
+    run(10, tmp_path / "run.pt")  # interrupted half-way
+    resumed, resumed_losses = run(20, tmp_path / "run.pt")
+    assert resumed_losses == whole_losses and resumed.tau == whole.tau == pytest.approx(0.25)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), whole.parameters()))
+    finished, _ = run(20, tmp_path / "run.pt")  # nothing left to train: the state is restored
+    assert finished.tau == pytest.approx(0.25)
+    assert all(torch.equal(a, b) for a, b in zip(finished.parameters(), whole.parameters()))
+
+
 def test_categorical_vae_bad_inputs_raise() -> None:
     for tau in (0.0, -1.0, math.inf):
         with pytest.raises(ValueError, match="tau must be a finite positive number"):

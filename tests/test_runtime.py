@@ -85,3 +85,63 @@ def test_quick_cpu_mode_uses_one_thread(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_checkpoints_are_off_unless_a_folder_is_given(monkeypatch, tmp_path):
+    monkeypatch.delenv("GDM_CHECKPOINT_DIR", raising=False)
+    assert runtime.checkpoint_path("10-vae-d5", scale="full") is None
+    monkeypatch.setenv("GDM_CHECKPOINT_DIR", "  ")
+    assert runtime.checkpoint_path("10-vae-d5", scale="full") is None
+    folder = tmp_path / "drive" / "checkpoints"
+    monkeypatch.setenv("GDM_CHECKPOINT_DIR", str(folder))
+    path = runtime.checkpoint_path("10-vae-d5", scale="full")
+    assert path == folder / "10-vae-d5-full.pt" and folder.is_dir()  # the folder is created
+    assert runtime.checkpoint_path("10-vae-d5", scale="quick") != path  # scales never mix
+    monkeypatch.setenv("GDM_SCALE", "quick")
+    monkeypatch.setenv("GDM_DEVICE", "cpu")
+    rt = runtime.setup(seed=0, verbose=False)
+    assert rt.checkpoint_path("run") == folder / "run-quick.pt"
+
+
+def test_a_chapter_run_resumes_from_its_checkpoint(monkeypatch, tmp_path):
+    # What a chapter does: fit(..., checkpoint_path=rt.checkpoint_path(name)); a second run of the
+    # same cell finds the finished checkpoint and returns the same model without training.
+    from gdmlib.training import fit
+
+    monkeypatch.setenv("GDM_CHECKPOINT_DIR", str(tmp_path))
+    data = torch.randn(64, 2)
+
+    def run() -> tuple[torch.Tensor, list[float]]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        history = fit(
+            model,
+            data,
+            steps=30,
+            batch_size=16,
+            loss=lambda batch: model(batch).square().mean(),
+            log_every=10,
+            generator=torch.Generator().manual_seed(1),
+            checkpoint_path=runtime.checkpoint_path("test-run", scale="quick"),
+        )
+        return model.weight.detach().clone(), history.losses
+
+    first_weight, first_losses = run()
+    assert (tmp_path / "test-run-quick.pt").is_file()
+    second_weight, second_losses = run()
+    assert torch.equal(first_weight, second_weight) and first_losses == second_losses
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "error", "match"),
+    [
+        (5, "quick", TypeError, "name must be a str"),
+        ("", "quick", ValueError, "name must be letters"),
+        ("../escape", "quick", ValueError, "name must be letters"),
+        ("run", "medium", ValueError, "scale must be 'quick' or 'full'"),
+    ],
+)
+def test_checkpoint_path_rejects_bad_names(monkeypatch, tmp_path, name, scale, error, match):
+    monkeypatch.setenv("GDM_CHECKPOINT_DIR", str(tmp_path))
+    with pytest.raises(error, match=match):
+        runtime.checkpoint_path(name, scale=scale)

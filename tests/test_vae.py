@@ -712,7 +712,7 @@ def test_fit_resumes_bitwise_from_a_checkpoint(tmp_path) -> None:
             lr=1e-2,
             log_every=7,
             generator=torch.Generator().manual_seed(3),
-            checkpoint=path,
+            checkpoint_path=path,
             checkpoint_every=5,
         )
         return history, {k: v.clone() for k, v in model.state_dict().items()}
