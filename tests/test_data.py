@@ -101,3 +101,56 @@ def test_mnist_rejects_corrupt_files(tmp_path: Path) -> None:
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 28, 28)))
     with pytest.raises(ValueError, match="do not match"):
         mnist(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Procedural sprites (chapter 13)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sprites_grid_and_injectivity() -> None:
+    from gdmlib.data import SPRITE_FACTORS, sprites
+
+    data = sprites()
+    n = 3 * 3 * 4 * 8 * 8
+    assert data.images.shape == (n, 16, 16) and data.images.dtype == torch.float32
+    assert data.factors.shape == (n, len(SPRITE_FACTORS)) and data.factors.dtype == torch.int64
+    assert data.sizes == (3, 3, 4, 8, 8)
+    assert float(data.images.min()) >= 0.0 and float(data.images.max()) <= 1.0
+    expected = np.stack(np.unravel_index(np.arange(n), data.sizes), axis=1)
+    np.testing.assert_array_equal(data.factors.numpy(), expected)
+    # every grid point draws a different image (no symmetric duplicates, no aliasing)
+    assert torch.unique(data.images.reshape(n, -1), dim=0).shape[0] == n
+    # binary rendering at this resolution is not injective: anti-aliasing is what makes it so
+    binary = sprites(antialias=1).images.reshape(n, -1)
+    assert torch.unique(binary, dim=0).shape[0] < n
+
+
+def test_sprites_other_sizes_devices_and_dtypes(device) -> None:
+    from gdmlib.data import sprites
+
+    data = sprites((2, 2, 3, 4, 4), resolution=12, device=device, dtype=torch.float64, chunk_size=7)
+    assert data.images.device.type == device.type and data.images.dtype == torch.float64
+    reference = sprites((2, 2, 3, 4, 4), resolution=12, dtype=torch.float64)
+    torch.testing.assert_close(data.images.cpu(), reference.images)
+    assert torch.unique(data.images.reshape(96, -1), dim=0).shape[0] == 96
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sizes": (3, 3, 4)}, ValueError, "tuple of 5 ints"),
+        ({"sizes": (4, 3, 4, 8, 8)}, ValueError, "at most 3"),
+        ({"sizes": (3, 3, 0, 8, 8)}, ValueError, r"sizes\[2\]"),
+        ({"sizes": (3, 3, 4.0, 8, 8)}, TypeError, r"sizes\[2\]"),
+        ({"resolution": 0}, ValueError, "resolution"),
+        ({"antialias": 2.5}, TypeError, "antialias"),
+        ({"dtype": torch.int64}, TypeError, "floating dtype"),
+        ({"device": "nowhere"}, ValueError, "unknown device"),
+    ],
+)
+def test_sprites_rejects_bad_arguments(kwargs, error, match) -> None:
+    from gdmlib.data import sprites
+
+    with pytest.raises(error, match=match):
+        sprites(**kwargs)
