@@ -12,11 +12,15 @@ import scipy.stats
 import torch
 
 from gdmlib.ot import (
+    DecoderBound,
     KRDual,
+    LatentCoupling,
+    coupling_through_latent,
     energy_distance,
     gaussian_w2,
     kr_dual,
     sinkhorn,
+    stochastic_decoder_bound,
     wasserstein,
     wasserstein_1d,
 )
@@ -539,3 +543,160 @@ def test_sinkhorn_that_did_not_converge_returns_a_feasible_plan_above_the_optimu
 def test_sinkhorn_refuses_bad_arguments(kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         sinkhorn(cloud(5, 2), cloud(4, 2, seed=1), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Couplings through a latent space: Theorem 1 of the WAE (chapter 9)
+# ---------------------------------------------------------------------------------------------
+
+
+def pushforward_wasserstein(a: np.ndarray, x: np.ndarray, b: np.ndarray, decoded: np.ndarray, p):
+    """W_p^p(P_X, G#P_Z) with equal outputs of G merged into one atom (the left side)."""
+    atoms, inverse = np.unique(decoded, axis=0, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights=b)
+    cost = pot.dist(x, atoms, metric="euclidean") ** p
+    return float(pot.emd2(a, weights, cost))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_coupling_through_latent_equals_the_wasserstein_of_the_pushforward(device, p) -> None:
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for trial in range(60):
+        n, m = rng.integers(2, 20, size=2)
+        d_x, d_z = rng.integers(1, 4, size=2)
+        a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+        x, z = rng.normal(size=(n, d_x)), rng.normal(size=(m, d_z))
+        weight = torch.from_numpy(rng.normal(size=(d_z, d_x))).to(device)
+        rounded = trial % 2 == 1  # a non-injective decoder on odd trials
+
+        def decoder(latent, weight=weight, rounded=rounded):
+            out = torch.tanh(latent @ weight)
+            return torch.round(out * 2) / 2 if rounded else out
+
+        t = lambda v: torch.from_numpy(v).to(device)  # noqa: E731
+        result = coupling_through_latent(t(a), t(x), t(b), t(z), decoder, p=p)
+        assert isinstance(result, LatentCoupling) and result.plan.device.type == device.type
+        decoded = result.decoded.cpu().numpy()
+        worst = max(worst, abs(result.value - pushforward_wasserstein(a, x, b, decoded, p)))
+        plan = result.plan.cpu().numpy()
+        np.testing.assert_allclose(plan.sum(1), a, atol=1e-12)
+        np.testing.assert_allclose(plan.sum(0), b, atol=1e-12)
+        encoder = result.encoder.cpu().numpy()
+        np.testing.assert_allclose(encoder.sum(1), 1.0, atol=1e-12)
+        np.testing.assert_allclose(a @ encoder, b, atol=1e-12)  # the aggregate posterior is P_Z
+    assert worst < 1e-9
+
+
+def test_coupling_through_latent_hand_oracles() -> None:
+    x, z = torch.tensor([0.0, 2.0], dtype=torch.float64), torch.arange(3, dtype=torch.float64)
+    for p in (1, 2):
+        result = coupling_through_latent(None, x, None, z, lambda latent: latent, p=p)
+        assert result.value == pytest.approx(1 / 3, abs=1e-12)
+        expected_plan = torch.tensor(
+            [[1 / 3, 1 / 6, 0.0], [0.0, 1 / 6, 1 / 3]], dtype=torch.float64
+        )
+        torch.testing.assert_close(result.plan, expected_plan, rtol=0, atol=1e-12)
+        expected_encoder = torch.tensor(
+            [[2 / 3, 1 / 3, 0.0], [0.0, 1 / 3, 2 / 3]], dtype=torch.float64
+        )
+        torch.testing.assert_close(result.encoder, expected_encoder, rtol=0, atol=1e-12)
+    # A non-injective decoder: G = (0, 0, 1, 3), P_G = {0: 1/2, 1: 1/4, 3: 1/4}.
+    x, z = torch.arange(4, dtype=torch.float64), torch.arange(4, dtype=torch.float64)
+    table = torch.tensor([0.0, 0.0, 1.0, 3.0], dtype=torch.float64)
+    for p in (1, 2):
+        result = coupling_through_latent(None, x, None, z, lambda latent: table[latent.long()], p=p)
+        assert result.value == pytest.approx(0.5, abs=1e-12)
+        assert float(wasserstein(x, table, p=p)) ** p == pytest.approx(0.5, abs=1e-12)
+
+
+def test_stochastic_decoder_bound(device) -> None:
+    rng = np.random.default_rng(1)
+    for _trial in range(40):
+        n, m, k = rng.integers(2, 12, size=3)
+        a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(m))
+        x, y = rng.normal(size=(n, 2)), rng.normal(size=(k, 2))
+        kernel = rng.dirichlet(np.ones(k), size=m)
+        t = lambda v: torch.from_numpy(v).to(device)  # noqa: E731
+        bound = stochastic_decoder_bound(t(a), t(x), t(b), t(kernel), t(y))
+        assert isinstance(bound, DecoderBound)
+        assert bound.wasserstein <= bound.upper_bound + 1e-12
+        # The upper bound is the LP over couplings of (P_X, P_Z) with the averaged cost.
+        cost = pot.dist(x, y) @ kernel.T
+        assert bound.upper_bound == pytest.approx(float(pot.emd2(a, b, cost)), abs=1e-12)
+        one_hot = np.eye(k)[rng.integers(0, k, size=m)]
+        equal = stochastic_decoder_bound(t(a), t(x), t(b), t(one_hot), t(y))
+        assert abs(equal.wasserstein - equal.upper_bound) < 1e-9
+
+
+def test_stochastic_decoder_bound_hand_value() -> None:
+    x = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    noisy = torch.full((2, 2), 0.5, dtype=torch.float64)
+    assert stochastic_decoder_bound(None, x, None, noisy, x) == (0.0, 0.5)
+
+
+def _identity(latent):
+    return latent
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        (
+            (torch.full((3,), 0.5), torch.zeros(3, 1), None, torch.zeros(2, 1), _identity),
+            ValueError,
+            "sum to 1",
+        ),
+        (
+            (torch.full((2,), 0.5), torch.zeros(3, 1), None, torch.zeros(2, 1), _identity),
+            ValueError,
+            "one weight per point",
+        ),
+        (
+            (None, torch.zeros(3, 1), torch.tensor([1.5, -0.5]), torch.zeros(2, 1), _identity),
+            ValueError,
+            "non-negative",
+        ),
+        (
+            (None, torch.zeros(3, 2), None, torch.zeros(2, 1), _identity),
+            ValueError,
+            r"shape \(2, 2\)",
+        ),
+        (
+            (None, torch.zeros(3, 1), None, torch.zeros(2, 1), lambda z: z.double()),
+            TypeError,
+            "dtype",
+        ),
+        (
+            (None, torch.zeros(3, 1), None, torch.zeros(2, 1), lambda z: z.numpy()),
+            TypeError,
+            "return a torch.Tensor",
+        ),
+        ((None, torch.zeros(3, 1), None, torch.zeros(2, 1), "G"), TypeError, "callable"),
+        ((None, torch.zeros(3, 1), None, torch.zeros(2, 2, 1), _identity), ValueError, "shape"),
+        (
+            (None, torch.zeros(3, 1), None, torch.full((2, 1), math.nan), _identity),
+            ValueError,
+            "finite",
+        ),
+        ((None, torch.arange(3), None, torch.zeros(2, 1), _identity), TypeError, "floating"),
+    ],
+)
+def test_coupling_through_latent_rejects_bad_inputs(arguments, error, match) -> None:
+    with pytest.raises(error, match=match):
+        coupling_through_latent(*arguments)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "p", "error", "match"),
+    [
+        (torch.full((2, 2), 0.7), 2, ValueError, "sum to 1"),
+        (torch.tensor([[1.5, -0.5], [0.5, 0.5]]), 2, ValueError, "non-negative"),
+        (torch.full((2, 3), 1 / 3), 2, ValueError, r"shape \(m, 2\)"),
+        (torch.full((2, 2), 0.5), 0.5, ValueError, "p must be"),
+        (torch.full((2, 2), 0.5).double(), 2, TypeError, "dtype"),
+    ],
+)
+def test_stochastic_decoder_bound_rejects_bad_inputs(kernel, p, error, match) -> None:
+    with pytest.raises(error, match=match):
+        stochastic_decoder_bound(None, torch.zeros(3), None, kernel, torch.arange(2.0), p=p)

@@ -699,3 +699,160 @@ def test_fit_discriminator_rejects_bad_samples() -> None:
         two_sample.fit_discriminator(torch.randn(5, 2), torch.randn(6, 3))
     with pytest.raises(ValueError, match="finite"):
         two_sample.fit_discriminator(torch.tensor([0.0, math.nan]), torch.randn(6))
+
+
+# ---------------------------------------------------------------------------------------------
+# The IMQ kernel and the WAE-MMD statistic (chapter 9)
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_mmd2_imq(x: np.ndarray, y: np.ndarray, c_base: float, scales) -> float:
+    """The U-statistic with the IMQ kernel, as the double loops of the formula."""
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        squared = float(np.sum((a - b) ** 2))
+        return sum(s * c_base / (s * c_base + squared) for s in scales)
+
+    n, m = len(x), len(y)
+    within_x = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    within_y = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    cross = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return within_x + within_y - 2 * cross
+
+
+def test_imq_kernel_uses_squared_norms(device: torch.device) -> None:
+    # |a - b| = 5: the kernel is C / (C + 25); a port with the norm itself gives C / (C + 5).
+    a = torch.zeros(1, 2, dtype=torch.float64, device=device)
+    b = torch.tensor([[3.0, 4.0]], dtype=torch.float64, device=device)
+    value = two_sample.imq_kernel(a, b, c_base=2.0, scales=(1.0, 10.0))
+    assert value.device.type == device.type and value.shape == (1, 1)
+    assert value.item() == pytest.approx(2 / 27 + 20 / 45, abs=1e-15)
+    assert two_sample.imq_kernel(a, a, c_base=2.0).item() == pytest.approx(7.0, abs=1e-15)
+
+
+def test_mmd2_imq_hand_values(device: torch.device) -> None:
+    q = torch.tensor([0.0, 1.0], dtype=torch.float64, device=device)
+    p = torch.tensor([0.0, 2.0], dtype=torch.float64, device=device)
+    # For these two-point samples the statistic is -2 / (C + 4) per scale.
+    assert two_sample.mmd2_imq(q, p, c_base=2.0, scales=(1.0,)).item() == pytest.approx(
+        -1 / 3, abs=1e-15
+    )
+    expected = -sum(1 / (s + 2) for s in two_sample.IMQ_SCALES)
+    assert expected == pytest.approx(-2.140260, abs=1e-6)
+    assert two_sample.mmd2_imq(q, p, c_base=2.0).item() == pytest.approx(expected, abs=1e-14)
+    # The default C_base is 2 d sigma_z^2: d = 1, sigma_z = 1 gives C_base = 2 again.
+    assert two_sample.mmd2_imq(q, p).item() == pytest.approx(expected, abs=1e-14)
+
+
+def test_mmd2_imq_equals_the_double_loop_and_batches() -> None:
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 5, 4, generator=g, dtype=torch.float64) + 0.3
+    batched = two_sample.mmd2_imq(x, y, prior_scale=0.7)
+    assert batched.shape == (3,)
+    for row in range(3):
+        expected = reference_mmd2_imq(
+            x[row].numpy(), y[row].numpy(), 2 * 4 * 0.7**2, two_sample.IMQ_SCALES
+        )
+        assert batched[row].item() == pytest.approx(expected, abs=1e-12)
+        assert two_sample.mmd2_imq(x[row], y[row], prior_scale=0.7).item() == pytest.approx(
+            expected, abs=1e-12
+        )
+
+
+def test_mmd2_imq_kernel_scale_follows_the_prior() -> None:
+    # C_base = 2 d sigma^2: scaling codes, prior draws and sigma together changes nothing;
+    # a kernel with a fixed C_base (the bug) would change.
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 3, generator=g, dtype=torch.float64) + 0.5
+    base = two_sample.mmd2_imq(x, y, prior_scale=1.0).item()
+    assert two_sample.mmd2_imq(5 * x, 5 * y, prior_scale=5.0).item() == pytest.approx(
+        base, abs=1e-12
+    )
+    assert abs(two_sample.mmd2_imq(5 * x, 5 * y, c_base=6.0).item() - base) > 1e-2
+
+
+def test_mmd2_imq_is_unbiased_under_h0_and_detects_a_shift() -> None:
+    g = torch.Generator().manual_seed(13)
+    null = two_sample.mmd2_imq(
+        torch.randn(300, 100, 8, generator=g), torch.randn(300, 100, 8, generator=g)
+    )
+    assert abs(null.mean().item()) < 4 * null.std().item() / math.sqrt(300)
+    shifted = two_sample.mmd2_imq(
+        torch.randn(100, 100, 8, generator=g), torch.randn(100, 100, 8, generator=g) + 0.5
+    )
+    stderr = shifted.std().item() / math.sqrt(100)
+    assert shifted.mean().item() > 20 * stderr  # about 0.27 with s.e. 0.003
+
+
+def test_mmd2_imq_gradient(device: torch.device) -> None:
+    g = torch.Generator().manual_seed(14)
+    x = torch.randn(2, 6, 2, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    y = torch.randn(2, 5, 2, generator=g, dtype=torch.float64).to(device)
+    assert torch.autograd.gradcheck(lambda a: two_sample.mmd2_imq(a, y).sum(), (x,))
+
+
+def test_mmd2_gaussian_path_is_unchanged_by_the_kernel_refactoring() -> None:
+    # The Gaussian statistic goes through the shared U-statistic: the same numbers as the formula.
+    g = torch.Generator().manual_seed(15)
+    x, y = torch.randn(30, 2, generator=g), torch.randn(20, 2, generator=g)
+    centre = torch.cat([x, y]).mean(0)
+    xc, yc = x - centre, y - centre
+    k = lambda a, b: gaussian_kernel(a, b, 0.8)  # noqa: E731
+    k_xx, k_yy = k(xc, xc), k(yc, yc)
+    expected = (
+        (k_xx.sum() - k_xx.diagonal().sum()) / (30 * 29)
+        + (k_yy.sum() - k_yy.diagonal().sum()) / (20 * 19)
+        - 2.0 * k(xc, yc).mean()
+    )
+    assert torch.equal(mmd2(x, y, bandwidth=0.8), expected)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "error", "match"),
+    [
+        (np.zeros((3, 2)), torch.zeros(3, 2), {}, TypeError, "x must be a torch.Tensor"),
+        (torch.zeros(3, 2), torch.zeros(3, 3), {}, ValueError, "same dimension d"),
+        (torch.zeros(1, 2), torch.zeros(3, 2), {}, ValueError, "at least 2 points"),
+        (torch.zeros(2, 3, 2), torch.zeros(3, 3, 2), {}, ValueError, "same batch size"),
+        (torch.zeros(2, 1, 2), torch.zeros(2, 3, 2), {}, ValueError, "at least 2 points"),
+        (torch.zeros(2, 3, 2), torch.zeros(2, 3, 2).double(), {}, TypeError, "same dtype"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), {"prior_scale": -1.0}, ValueError, "prior_scale"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), {"c_base": 0.0}, ValueError, "c_base"),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(3, 2),
+            {"c_base": 1.0, "prior_scale": 1.0},
+            ValueError,
+            "not both",
+        ),
+        (torch.zeros(3, 2), torch.zeros(3, 2), {"scales": ()}, TypeError, "scales"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), {"scales": (1.0, -2.0)}, ValueError, "scales"),
+        (
+            torch.full((2, 3, 2), math.nan),
+            torch.zeros(2, 3, 2),
+            {},
+            ValueError,
+            "finite",
+        ),
+    ],
+)
+def test_mmd2_imq_rejects_bad_inputs(x, y, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        two_sample.mmd2_imq(x, y, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "kwargs", "error", "match"),
+    [
+        (torch.zeros(3), torch.zeros(3, 2), {"c_base": 1.0}, ValueError, r"shape \(n, d\)"),
+        (torch.zeros(3, 2), torch.zeros(3, 3), {"c_base": 1.0}, ValueError, "same dimension"),
+        (torch.zeros(3, 2), torch.zeros(3, 2).double(), {"c_base": 1.0}, TypeError, "dtype"),
+        (torch.zeros(3, 2), torch.zeros(3, 2), {"c_base": -1.0}, ValueError, "c_base"),
+        ([[0.0]], torch.zeros(3, 2), {"c_base": 1.0}, TypeError, "floating torch.Tensor"),
+    ],
+)
+def test_imq_kernel_rejects_bad_inputs(a, b, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        two_sample.imq_kernel(a, b, **kwargs)

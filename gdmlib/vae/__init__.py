@@ -74,6 +74,7 @@ References:
 from __future__ import annotations
 
 from gdmlib.training import FitHistory, fit
+from gdmlib.vae.avb import AdversarialKL, adversarial_kl, quadratic_features
 from gdmlib.vae.decoders import (
     BernoulliDecoder,
     CategoricalDecoder,
@@ -105,9 +106,18 @@ from gdmlib.vae.priors import (
     VampPrior,
 )
 from gdmlib.vae.surgery import elbo_surgery, elbo_surgery_on_grid, flow_as_vae_elbo
+from gdmlib.vae.wae import (
+    GaussianDecoderCosts,
+    Penalty,
+    RegularizedAutoencoder,
+    fit_autoencoder,
+    linear_gaussian_decoder_costs,
+    make_autoencoder,
+)
 
 __all__ = [
     "ELBO",
+    "AdversarialKL",
     "AggregatePosterior",
     "BernoulliDecoder",
     "BetaTCDecomposition",
@@ -117,29 +127,37 @@ __all__ = [
     "FitHistory",
     "FlowPrior",
     "GaussianDecoder",
+    "GaussianDecoderCosts",
     "GaussianPosterior",
     "IAFPosterior",
     "LinearGaussianOptimum",
     "MixturePrior",
     "Objective",
+    "Penalty",
     "Prior",
+    "RegularizedAutoencoder",
     "StandardNormalPrior",
     "VAE",
     "VampPrior",
+    "adversarial_kl",
     "aggregate_covariance",
     "beta_tc_decomposition",
     "dip_regularizer",
     "elbo_surgery",
     "elbo_surgery_on_grid",
     "fit",
+    "fit_autoencoder",
     "flow_as_vae_elbo",
     "gaussian_log_prob_pairwise",
     "importance_weighted_bound",
+    "linear_gaussian_decoder_costs",
     "linear_gaussian_rate_distortion",
     "log_marginal_on_grid",
+    "make_autoencoder",
     "make_decoder",
     "make_vae",
     "mss_log_weights",
+    "quadratic_features",
     "total_correlation_mss",
     "total_correlation_mws",
 ]
