@@ -45,6 +45,7 @@ from torch.distributions import Distribution
 
 __all__ = [
     "COLORS",
+    "MAX_WIDTH",
     "density_1d",
     "image_grid",
     "interact",
@@ -67,6 +68,11 @@ COLORS: tuple[str, ...] = (
     "#F0E442",  # yellow
     "#000000",  # black
 )
+
+MAX_WIDTH: float = 10.0
+"""The widest figure the chapters draw, in inches. At ``figure.dpi = 100`` the book's output column
+(768 px in a 1400-px window) shows a figure this wide at about 75% of its size, so 10-point tick
+labels stay above 10 px on screen; a wider figure is shrunk further and its text with it."""
 
 _STYLE: dict[str, Any] = {
     "figure.dpi": 100,  # inline PNGs in stored notebooks stay small
@@ -389,7 +395,8 @@ def small_multiples(
         values: The parameter values (numbers), one panel each, in reading order.
         name: The parameter's name in titles (LaTeX allowed, e.g. ``r"$\theta$"``).
         ncols: Panels per row; by default ``min(len(values), 4)``.
-        panel_size: Width and height of one panel, in inches.
+        panel_size: Width and height of one panel, in inches; both shrink in proportion when a
+            row would be wider than :data:`MAX_WIDTH`.
         sharex: Share the x axis between panels.
         sharey: Share the y axis between panels.
 
@@ -420,6 +427,8 @@ def small_multiples(
 
     ncols = min(int(ncols), len(values))
     nrows = math.ceil(len(values) / ncols)
+    shrink = min(1.0, MAX_WIDTH / (ncols * width))
+    width, height = width * shrink, height * shrink
     fig, grid_axes = plt.subplots(
         nrows,
         ncols,

@@ -3,7 +3,10 @@
 Each chapter page of ``_build/html`` (build it with ``jupyter-book build .``) is opened in headless
 Chromium, served from ``127.0.0.1`` while every other host name fails to resolve: a page that needs
 a CDN (MathJax, require.js, a widget manager) cannot pass. Every page must show its figures, its
-theorem and proof boxes, typeset maths, a Colab launch link, and no error output.
+theorem and proof boxes, typeset maths, a Colab launch link, and no error output; it must read at
+the design width (a 1400-px window: no display equation wider than the text column, no figure
+shrunk below :data:`MIN_FIGURE_SCALE` of its size) and on a phone (a 412-px window: every display
+equation fits once shrunk, by ``_ext/offline_html.py``, to at least half its size).
 
 Run with ``python -m pytest -m browser tests/test_html.py``. Without a build, Chromium or its driver
 the tests are skipped, except under ``CI=true``, where they fail: CI must not pass untested.
@@ -15,6 +18,7 @@ import functools
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 COLAB_PREFIX = "https://colab.research.google.com/github/"
 PAGE_TIMEOUT_S = 60
+DESIGN_WINDOW = (1400, 1000)
+PHONE_WINDOW = (412, 900)
+# Figures are stored at 100 dpi (gdmlib.plot.style), so a 10-pt tick label is 13.9 px at full size
+# and at least 10 px on screen above this scale. A gdmlib.plot.MAX_WIDTH-wide figure (10 in) shows
+# at 0.74-0.77 in the 768-px output column of a 1400-px window.
+MIN_FIGURE_SCALE = 0.72
 
 pytestmark = pytest.mark.browser
 
@@ -126,7 +136,7 @@ def browser(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
         "--disable-sync",
         "--no-first-run",
         "--disable-quic",
-        "--window-size=1280,1024",
+        f"--window-size={DESIGN_WINDOW[0]},{DESIGN_WINDOW[1]}",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
         # Every host name but the local server fails to resolve: no CDN can serve the page.
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
@@ -165,6 +175,26 @@ images.forEach((img) => { img.loading = "eager"; });
 Promise.all(images.map((img) => img.complete ? null : new Promise((ok) => {
   img.addEventListener("load", ok); img.addEventListener("error", ok);
 }))).then(() => done(null));
+"""
+
+_LAYOUT = """
+const displays = Array.from(document.querySelectorAll('mjx-container[display="true"]'));
+const overflow = (box) => {
+  const math = box.querySelector("mjx-math");
+  const need = math ? math.getBoundingClientRect().width : box.scrollWidth;
+  return Math.round(need - box.getBoundingClientRect().width);
+};
+const label = (box) => (box.closest("div.math, .math") || box).textContent.trim().slice(0, 80);
+return {
+  window: window.innerWidth,
+  overflowing: displays.filter((box) => overflow(box) > 1)
+    .map((box) => `${overflow(box)} px hidden: ${label(box)}`),
+  shrunk: displays.filter((box) => box.hasAttribute("data-fit-scale"))
+    .map((box) => `scale ${box.getAttribute("data-fit-scale")}: ${label(box)}`),
+  figureScales: Array.from(document.querySelectorAll(".cell_output img"))
+    .filter((img) => img.naturalWidth > 0)
+    .map((img) => [img.getBoundingClientRect().width / img.naturalWidth, img.naturalWidth]),
+};
 """
 
 _FACTS = """
@@ -224,6 +254,13 @@ def page(request: pytest.FixtureRequest, browser: Any, server: str) -> dict[str,
     facts: dict[str, Any] = {"mathjax": browser.execute_async_script(_WAIT_FOR_MATHJAX)}
     facts.update(browser.execute_script(_FACTS))
     facts["name"] = name
+    facts["design"] = browser.execute_script(_LAYOUT)
+    try:
+        browser.set_window_size(*PHONE_WINDOW)
+        time.sleep(0.6)  # the page refits its displays 150 ms after a resize
+        facts["phone"] = browser.execute_script(_LAYOUT)
+    finally:
+        browser.set_window_size(*DESIGN_WINDOW)
     facts["console"] = [
         entry["message"]
         for entry in browser.get_log("browser")
@@ -278,3 +315,31 @@ def test_no_error_output(page: dict[str, Any]) -> None:
     assert not page["errorOutputs"], f"{page['name']} shows errors: {page['errorOutputs']}"
     errors = [m for m in page["console"] if "net::ERR" not in m and "404" not in m]
     assert not errors, f"{page['name']}: JavaScript errors: {errors}"
+
+
+def test_display_maths_fits_the_column_at_design_width(page: dict[str, Any]) -> None:
+    layout = page["design"]
+    assert not layout["overflowing"] and not layout["shrunk"], (
+        f"{page['name']} in a {layout['window']}-px window: display equations wider than the "
+        f"column (break them into lines): {layout['overflowing'] or layout['shrunk']}"
+    )
+
+
+def test_display_maths_fits_a_phone(page: dict[str, Any]) -> None:
+    layout = page["phone"]
+    assert not layout["overflowing"], (
+        f"{page['name']} in a {layout['window']}-px window: display equations still overflow "
+        f"at half size: {layout['overflowing']}"
+    )
+
+
+def test_figures_read_at_column_width(page: dict[str, Any]) -> None:
+    small = [
+        f"{natural} px shown at {scale:.2f}"
+        for scale, natural in page["design"]["figureScales"]
+        if scale < MIN_FIGURE_SCALE
+    ]
+    assert not small, (
+        f"{page['name']}: figures shrunk below {MIN_FIGURE_SCALE:.0%} at the design width (make "
+        f"them at most gdmlib.plot.MAX_WIDTH inches wide): {small}"
+    )

@@ -164,6 +164,14 @@ def test_small_multiples_panels_and_titles(n_values, ncols, grid_shape) -> None:
         assert axes[1].get_ylabel() == "" and axes[0].get_xlabel() == ""
 
 
+def test_small_multiples_shrinks_a_row_wider_than_the_column() -> None:
+    fig, _ = plot.small_multiples(lambda ax, value: None, [1, 2, 3, 4, 5], name="a", ncols=5)
+    width, height = fig.get_size_inches()
+    # Five default panels (3.2 x 2.6 in) would be 16 in wide: shrunk to MAX_WIDTH, shape kept.
+    assert width == pytest.approx(plot.MAX_WIDTH) and height == pytest.approx(2.6 * 10 / 16)
+    plt.close(fig)
+
+
 def test_small_multiples_rejects_bad_input() -> None:
     draw = lambda ax, value: None  # noqa: E731
     with pytest.raises(ValueError, match="values is empty"):
