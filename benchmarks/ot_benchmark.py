@@ -3,15 +3,17 @@
 Two problems, both between n points of N(0, I_2) and n points of N((1, 0), I_2), uniform weights:
 
 - exact W1 (Euclidean cost): ``gdmlib.ot.wasserstein(x, y)`` on torch tensors against
-  ``ot.emd2(a, b, ot.dist(x, y, metric="euclidean"))`` on NumPy arrays, each timed end to end
-  (cost matrix included). Both run the same network simplex, POT's; POT's default cap of 1e5
-  pivots stops short of the optimum from about 3000 points per side, so it gets the same cap as
-  gdmlib.
+  ``ot.emd2(a, b, ot.dist(x, y, metric="euclidean"))`` on NumPy arrays and, like for like, on
+  the same torch tensors (POT's torch backend, which also returns a differentiable cost), each
+  timed end to end (cost matrix included). All run the same network simplex, POT's; POT's
+  default cap of 1e5 pivots stops short of the optimum from about 3000 points per side, so it gets
+  the same cap as gdmlib.
 - entropic OT, squared Euclidean cost, the same eps and the same number of iterations, no early
   stopping: ``gdmlib.ot.sinkhorn`` (torch, log domain, float64 and float32) against POT's NumPy
-  ``ot.sinkhorn2`` in the log domain (``method="sinkhorn_log"``, the like-for-like comparison)
-  and, for reference, in the scaling domain (``method="sinkhorn"``: no exponential per entry and
-  iteration, so faster, but its kernel exp(-C / eps) underflows for small eps).
+  ``ot.sinkhorn2`` in the log domain (``method="sinkhorn_log"``), the same on torch tensors (POT's
+  torch backend: the like-for-like comparison, on the GPU too) and, for reference, in the scaling
+  domain (``method="sinkhorn"``: no exponential per entry and iteration, so faster, but its kernel
+  exp(-C / eps) underflows for small eps).
 
 The CPU runs use the same number of threads for torch and NumPy (``--threads``, 1 by default:
 the comparison is then of the algorithms, not of the thread pools). On a machine with CUDA the
@@ -116,7 +118,8 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         uniform = np.full(n, 1 / n)
         cost = ot.dist(x, y, metric="euclidean")
-        (t_pot, v_pot), (t_gdm, v_gdm), (t_solver, _) = best_times(
+        uniform_t = torch.from_numpy(uniform)
+        (t_pot, v_pot), (t_gdm, v_gdm), (t_solver, _), (t_pot_torch, v_pot_torch) = best_times(
             [
                 lambda uniform=uniform, x=x, y=y: ot.emd2(
                     uniform, uniform, ot.dist(x, y, metric="euclidean"), numItermax=EMD_MAX_ITER
@@ -125,9 +128,11 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
                 lambda uniform=uniform, cost=cost: ot.emd(
                     uniform, uniform, cost, numItermax=EMD_MAX_ITER
                 ),
+                lambda u=uniform_t, xt=xt, yt=yt: pot_emd2_torch(u, xt, yt),
             ],
             repeats(n),
         )
+        assert abs(float(v_pot_torch) - float(v_pot)) < 1e-12
         # The work outside the shared solver, timed on its own (small, so far less noisy): gdmlib's
         # cost matrix and extraction of the plan's support, against POT's cost matrix.
         plan = ot.emd(uniform, uniform, cost, numItermax=EMD_MAX_ITER)
@@ -142,8 +147,8 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
             max(repeats(n), 5),
         )
         rows.append(
-            f"| {n} | cpu | {1e3 * t_gdm:.0f} | {1e3 * t_pot:.0f} | {1e3 * t_solver:.0f} | "
-            f"{t_gdm / t_pot:.2f} | "
+            f"| {n} | cpu | {1e3 * t_gdm:.0f} | {1e3 * t_pot:.0f} | {1e3 * t_pot_torch:.0f} | "
+            f"{1e3 * t_solver:.0f} | {t_gdm / t_pot:.2f} | {t_gdm / t_pot_torch:.2f} | "
             f"{1e3 * t_gdm_matrix:.1f} | {1e3 * t_pot_matrix:.1f} | {1e3 * t_support:.1f} | "
             f"{abs(float(v_gdm) - float(v_pot)):.1e} |"
         )
@@ -151,17 +156,38 @@ def exact_rows(sizes: list[int], repeats: Callable[[int], int]) -> list[str]:
         if torch.cuda.is_available():
             device = torch.device("cuda")
             xc, yc = xt.to(device), yt.to(device)
-            t_cuda, v_cuda = best_time(
-                lambda xc=xc, yc=yc: got.wasserstein(xc, yc), repeats(n), device
+            uc = uniform_t.to(device)
+            (t_cuda, v_cuda), (t_pot_cuda, _) = best_times(
+                [
+                    lambda xc=xc, yc=yc: got.wasserstein(xc, yc),
+                    lambda uc=uc, xc=xc, yc=yc: pot_emd2_torch(uc, xc, yc),
+                ],
+                repeats(n),
+                device,
             )
             assert v_cuda.device.type == "cuda"
             rows.append(
                 f"| {n} | cuda inputs | {1e3 * t_cuda:.0f} | {1e3 * t_pot:.0f} (cpu) | "
-                f"{1e3 * t_solver:.0f} | "
-                f"{t_cuda / t_pot:.2f} | | | | {abs(float(v_cuda) - float(v_pot)):.1e} |"
+                f"{1e3 * t_pot_cuda:.0f} | {1e3 * t_solver:.0f} | "
+                f"{t_cuda / t_pot:.2f} | {t_cuda / t_pot_cuda:.2f} | | | | "
+                f"{abs(float(v_cuda) - float(v_pot)):.1e} |"
             )
             print(rows[-1], flush=True)
     return rows
+
+
+def pot_emd2_torch(uniform: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """POT's exact W1 through its torch backend: torch tensors in, a torch scalar out."""
+    return ot.emd2(uniform, uniform, ot.dist(x, y, metric="euclidean"), numItermax=EMD_MAX_ITER)
+
+
+def pot_sinkhorn_log_torch(
+    uniform: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: float, k: int
+) -> torch.Tensor:
+    """POT's log-domain Sinkhorn through its torch backend (on the inputs' device)."""
+    return ot.sinkhorn2(
+        uniform, uniform, ot.dist(x, y), eps, method="sinkhorn_log", numItermax=k, stopThr=0.0
+    )
 
 
 def sinkhorn_rows(
@@ -189,6 +215,10 @@ def sinkhorn_rows(
             warnings.simplefilter("ignore")  # POT warns that it did not converge: by design here
             t_potlog, v_potlog = best_time(pot("sinkhorn_log"), r)
             t_pot, _ = best_time(pot("sinkhorn"), r)
+            uniform_t = torch.from_numpy(uniform)
+            t_pot_torch, v_pot_torch = best_time(
+                lambda u=uniform_t, xt=xt, yt=yt, k=k: pot_sinkhorn_log_torch(u, xt, yt, eps, k), r
+            )
         t64, v64 = best_time(
             lambda xt=xt, yt=yt, k=k: got.sinkhorn(xt, yt, eps, n_iters=k, tol=0), r
         )
@@ -198,8 +228,10 @@ def sinkhorn_rows(
         per_iter = lambda t, k=k: f"{1e3 * t / k:.2f}"  # noqa: E731
         rows.append(
             f"| {n} | cpu | {k} | {per_iter(t64)} | {per_iter(t32)} | {per_iter(t_potlog)} | "
-            f"{per_iter(t_pot)} | "
-            f"{t_potlog / t64:.1f}x | {abs(float(v64) - float(v_potlog)) / float(v_potlog):.1e} |"
+            f"{per_iter(t_pot_torch)} | {per_iter(t_pot)} | "
+            f"{t_potlog / t64:.1f}x | {t_pot_torch / t64:.1f}x | "
+            f"{abs(float(v64) - float(v_potlog)) / float(v_potlog):.1e} | "
+            f"{abs(float(v64) - float(v_pot_torch)) / float(v_pot_torch):.1e} |"
         )
         print(rows[-1], flush=True)
         if torch.cuda.is_available():
@@ -218,10 +250,18 @@ def sinkhorn_rows(
                 r,
                 device,
             )
+            uc = uniform_t.to(device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p64, _ = best_time(
+                    lambda uc=uc, xc=xc, yc=yc, k=k: pot_sinkhorn_log_torch(uc, xc, yc, eps, k),
+                    r,
+                    device,
+                )
             rows.append(
                 f"| {n} | cuda | {k} | {per_iter(c64)} | {per_iter(c32)} | "
-                f"{per_iter(t_potlog)} (cpu) | {per_iter(t_pot)} (cpu) | "
-                f"{t_potlog / c64:.1f}x | |"
+                f"{per_iter(t_potlog)} (cpu) | {per_iter(p64)} (cuda) | {per_iter(t_pot)} (cpu) | "
+                f"{t_potlog / c64:.1f}x | {p64 / c64:.1f}x | | |"
             )
             print(rows[-1], flush=True)
     return rows
@@ -274,18 +314,22 @@ def main() -> None:
         info = machine_info(args.threads)
         print("\n".join(info), flush=True)
         exact_header = [
-            "| n | inputs | gdmlib `wasserstein` (ms) | POT `dist` + `emd2` (ms) | "
-            "solver alone, `emd` (ms) | ratio gdmlib / POT | gdmlib cost matrix (ms) | "
+            "| n | inputs | gdmlib `wasserstein` (ms) | POT `dist` + `emd2`, NumPy (ms) | "
+            "POT `dist` + `emd2`, torch backend (ms) | "
+            "solver alone, `emd` (ms) | ratio gdmlib / POT NumPy | ratio gdmlib / POT torch | "
+            "gdmlib cost matrix (ms) | "
             "POT `dist` (ms) | plan support, with autograd only (ms) | abs. difference |",
-            "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         print("\n".join(exact_header), flush=True)
         exact = exact_rows(args.exact_sizes, exact_repeats)
         sinkhorn_header = [
             "| n | device | iterations | gdmlib float64 (ms/it) | gdmlib float32 (ms/it) | "
-            "POT `sinkhorn_log` (ms/it) | POT `sinkhorn`, scaling domain (ms/it) | "
-            "speed-up vs POT log | rel. difference |",
-            "|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
+            "POT `sinkhorn_log`, NumPy (ms/it) | POT `sinkhorn_log`, torch backend (ms/it) | "
+            "POT `sinkhorn`, scaling domain, NumPy (ms/it) | "
+            "speed-up vs POT log NumPy | speed-up vs POT log torch | rel. difference NumPy | "
+            "rel. difference torch |",
+            "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         print("\n".join(sinkhorn_header), flush=True)
         sink = sinkhorn_rows(args.sinkhorn_sizes, args.eps, iterations, sinkhorn_repeats)
@@ -307,7 +351,10 @@ def main() -> None:
             "### Exact W₁ (network simplex, Euclidean cost)",
             "",
             "Both end to end from the point clouds (cost matrix included) with the same network "
-            "simplex (POT's, the same pivot cap). gdmlib computes the float64 cost matrix directly "
+            "simplex (POT's, the same pivot cap). POT is timed twice: on NumPy arrays, and on "
+            "the same torch tensors as gdmlib through its torch backend (the like-for-like "
+            "comparison: tensors in, a tensor out, which POT then makes differentiable). "
+            "gdmlib computes the float64 cost matrix directly "
             "on the inputs' device (POT computes its own through a matrix product). The third "
             "column is the solver alone, `ot.emd` on a precomputed cost matrix: it is most of both "
             "totals, so the ratio mostly measures the machine's noise (on this shared machine, the "
@@ -325,7 +372,9 @@ def main() -> None:
             "",
             "Time per iteration (one update of each potential). gdmlib runs in the log domain "
             "(log-sum-exp updates); the like-for-like reference is POT's log-domain "
-            '`ot.sinkhorn2(..., method="sinkhorn_log")`. POT\'s default scaling-domain '
+            '`ot.sinkhorn2(..., method="sinkhorn_log")`, timed on NumPy arrays and on the same '
+            "torch tensors as gdmlib (POT's torch backend; on a GPU, on the same device). "
+            "POT's default scaling-domain "
             '`method="sinkhorn"` is listed for reference: two matrix-vector products per iteration '
             "instead of an exponential per entry, hence faster on a CPU, but its kernel "
             "exp(−C/ε) underflows to zero once C/ε exceeds about 700, where the log domain "

@@ -746,8 +746,9 @@ class Flow(nn.Module):
     Attributes:
         transform: The transform.
         features: The dimension :math:`D`.
-        base_loc, base_scale: Buffers of the base normal (zeros and ones); they follow
-            ``.to(device, dtype)`` and fix the device and dtype of the samples.
+        base_loc: Buffer of the base normal's mean (zeros); with ``base_scale`` it follows
+            ``.to(device, dtype)`` and fixes the device and dtype of the samples.
+        base_scale: Buffer of the base normal's standard deviation (ones).
 
     Example:
         >>> _ = torch.manual_seed(0)

@@ -208,9 +208,9 @@ def batched_gradient_penalty(
         \qquad \hat x_{ki} = \epsilon_{ki} x_{ki} + (1 - \epsilon_{ki}) \tilde x_{ki},
 
     one weight :math:`\epsilon_{ki} \sim U[0, 1]` per sample: the mean over the members of each
-    member's own penalty, which is what :func:`critic_loss_wasserstein` (a mean over members
-    too) needs so that :func:`train_adversarial` trains every member as a WGAN-GP of its own. Pass
-    it as ``penalty=batched_gradient_penalty``.
+    member's own penalty, which is what :func:`~gdmlib.gan.losses.critic_loss_wasserstein` (a mean
+    over members too) needs so that :func:`~gdmlib.gan.training.train_adversarial` trains every
+    member as a WGAN-GP of its own. Pass it as ``penalty=batched_gradient_penalty``.
 
     Args:
         critic: Maps ``(members, N, d)`` to ``(members, N)`` or ``(members, N, 1)`` scores, each

@@ -57,7 +57,7 @@ __all__ = [
 
 ArrayLike = Tensor | np.ndarray | Sequence[Sequence[float]]
 
-#: The book's colour cycle: the Okabe–Ito palette, distinguishable under colour-vision deficiencies.
+#: The book's colour cycle, the Okabe–Ito palette, distinguishable under colour-vision deficiencies.
 COLORS: tuple[str, ...] = (
     "#0072B2",  # blue
     "#D55E00",  # vermillion

@@ -352,7 +352,7 @@ def fit(
     The loop shared by VAEs, flows, VQ-VAEs and dequantizers: minibatches are drawn without
     replacement, one random permutation of the data per epoch taken ``batch_size`` points at a
     time (the last partial batch of an epoch is dropped); each step evaluates the loss
-    (``model.loss`` by default, e.g. :meth:`gdmlib.vae.VAE.loss`) and steps the optimizer.
+    (``model.loss`` by default, e.g. :meth:`gdmlib.vae.model.VAE.loss`) and steps the optimizer.
 
     Guards: a NaN or infinite loss stops training *before* its backward pass, and a parameter
     that is not finite after an update stops it too, both with :class:`NonFiniteLossError`

@@ -30,6 +30,7 @@ ALLOWED_TAGS = {
     "hide-input",
     "hide-output",
     "hide-cell",
+    "library-note",  # the last cell, written by tools/api_reference.py
 }
 IMAGE_MIME_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 WIDGET_MIME_TYPE = "application/vnd.jupyter.widget-view+json"

@@ -238,6 +238,8 @@ return {
     ...Array.from(document.querySelectorAll(".system-message, .problematic")).map(text),
   ].map((t) => t.slice(0, 300)),
   externalResources: [...new Set(resources.filter((url) => !local(url)))],
+  libraryLinks: Array.from(document.querySelectorAll("div.admonition.seealso a[href*='api/']"),
+    (a) => a.getAttribute("href")),
 };
 """
 
@@ -267,6 +269,28 @@ def page(request: pytest.FixtureRequest, browser: Any, server: str) -> dict[str,
         if entry.get("level") == "SEVERE" and "favicon.ico" not in entry.get("message", "")
     ]
     return facts
+
+
+def test_library_note_links_the_api_reference(page: dict[str, Any]) -> None:
+    # The chapter's last cell (tools/api_reference.py): every gdmlib object it calls, linked.
+    anchors = [href for href in page["libraryLinks"] if "#gdmlib." in href]
+    assert anchors, f"{page['name']}: no 'Library' note linking to the API reference"
+
+
+def test_api_reference_links_the_chapters(browser: Any, server: str) -> None:
+    pages = sorted((BUILD / "api").glob("*.html"))
+    assert len(pages) > 1, "the API reference (api/) was not built"
+    browser.get(f"{server}/api/ot.html")
+    entry = browser.find_element("id", "gdmlib.ot.wasserstein").find_element("xpath", "..")
+    used_in = [
+        link.get_attribute("href")
+        for link in entry.find_elements("css selector", "a[href*='chapters/']")
+    ]
+    assert any("06_optimal_transport" in href for href in used_in), used_in
+    for path in pages:
+        browser.get(f"{server}/api/{path.name}")
+        problems = browser.find_elements("css selector", ".system-message, .problematic")
+        assert not problems, f"api/{path.name}: {[p.text[:200] for p in problems]}"
 
 
 def test_page_needs_no_network(page: dict[str, Any]) -> None:

@@ -66,7 +66,8 @@ class PackedDiscriminator(nn.Module):
         D_m(x^{(1)}, \dots, x^{(m)}) = D\bigl([x^{(1)}, \dots, x^{(m)}]\bigr),
 
     the wrapped discriminator applied to the concatenation of :math:`m` samples
-    (:func:`pack_samples`). The generator and the losses are unchanged. :func:`train_adversarial`
+    (:func:`pack_samples`). The generator and the losses are unchanged.
+    :func:`~gdmlib.gan.training.train_adversarial`
     draws the real and the generated batches separately, so every pack holds only data or only
     generated samples, as in the paper; a batch of :math:`N` samples gives :math:`N/m` logits, so
     draw :math:`m` times more samples to keep the number of discriminator examples.

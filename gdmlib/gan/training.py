@@ -148,7 +148,7 @@ def train_adversarial(
         g_loss_fn: ``fake_scores → loss`` minimised by the generator.
         critic_steps: Critic updates per generator update (:math:`k`; 5 for WGAN).
         penalty: ``(critic, real, fake) → tensor`` added to the critic's loss times
-            ``penalty_weight``, e.g. :func:`gradient_penalty`.
+            ``penalty_weight``, e.g. :func:`~gdmlib.lipschitz.gradient_penalty`.
         penalty_weight: :math:`\lambda`, the penalty's weight (10 in Gulrajani et al.).
         clip: If given, :func:`clip_weights` with this bound after every critic optimiser step.
         generator_extra_loss: ``(noise, fake) → tensor`` added to the generator's loss.

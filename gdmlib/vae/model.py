@@ -189,7 +189,7 @@ class VAE(nn.Module):
 
     def loss(self, x: Tensor, *, beta: float = 1.0) -> Tensor:
         """The training loss :math:`-\\mathcal{L}_\\beta`, averaged over the batch (for
-        :func:`fit`)."""
+        :func:`~gdmlib.training.fit`)."""
         return -self.elbo(x, beta=beta).value
 
     @torch.no_grad()

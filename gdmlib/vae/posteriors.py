@@ -214,7 +214,7 @@ class IAFPosterior(nn.Module):
     where :math:`T` is ``num_layers`` IAF layers conditioned on an encoder output :math:`h(x)`:
     sampling and the density of the samples both take one pass per layer. The density of an
     arbitrary ``z`` would take :math:`D` passes per layer, so this posterior has no ``log_prob``
-    (and :func:`elbo_surgery` needs a :class:`GaussianPosterior`).
+    (and :func:`~gdmlib.vae.surgery.elbo_surgery` needs a :class:`GaussianPosterior`).
 
     Args:
         input_shape, latent_dim, hidden, activation: As in :class:`GaussianPosterior`.

@@ -295,8 +295,8 @@ def elbo_surgery_on_grid(
         max_points: The largest ``points`` accepted, a guard against a grid too large for memory.
 
     Returns:
-        A dict of floats: ``mass``, ``entropy`` (:math:`H(q(z))`), ``mutual_info`` and
-            ``marginal_kl``.
+        The floats ``mass``, ``entropy`` (:math:`H(q(z))`), ``mutual_info`` and ``marginal_kl``,
+        in a dict.
 
     Raises:
         TypeError: If ``aggregate`` or ``prior`` has the wrong type.

@@ -398,15 +398,15 @@ def make_autoencoder(
     r"""One member of the family from MLPs (a :class:`gdmlib.nets.BatchedMLP` ensemble when
     ``members`` is given).
 
-    ========== =========== ===================================================
-    ``kind``   encoder     penalty
-    ========== =========== ===================================================
-    ``ae``     deterministic  none
-    ``vae``    Gaussian    :math:`\mathbb{E}_x \mathrm{KL}(Q(z \mid x) \| P_Z)`
-    ``wae-mmd`` deterministic  IMQ :math:`\mathrm{MMD}^2(Q_Z, P_Z)`
-    ``wae-gan`` deterministic  adversarial, on :math:`Q_Z`
-    ``aae``    Gaussian    adversarial, on :math:`Q_Z`
-    ========== =========== ===================================================
+    =========== ============= ===================================================
+    ``kind``    encoder       penalty
+    =========== ============= ===================================================
+    ``ae``      deterministic none
+    ``vae``     Gaussian      :math:`\mathbb{E}_x \mathrm{KL}(Q(z \mid x) \| P_Z)`
+    ``wae-mmd`` deterministic IMQ :math:`\mathrm{MMD}^2(Q_Z, P_Z)`
+    ``wae-gan`` deterministic adversarial, on :math:`Q_Z`
+    ``aae``     Gaussian      adversarial, on :math:`Q_Z`
+    =========== ============= ===================================================
 
     Args:
         kind: The family member.
