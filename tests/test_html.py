@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -291,6 +292,15 @@ def test_api_reference_links_the_chapters(browser: Any, server: str) -> None:
         browser.get(f"{server}/api/{path.name}")
         problems = browser.find_elements("css selector", ".system-message, .problematic")
         assert not problems, f"api/{path.name}: {[p.text[:200] for p in problems]}"
+
+
+def test_theorems_are_numbered_within_the_chapter(page: dict[str, Any]) -> None:
+    # _ext/chapter_numbers.py: chapter 5's theorems are Theorem 5.1, 5.2, ... in page order.
+    chapter = int(page["name"].removeprefix("chapters/")[:2])
+    numbers = [re.match(r"Theorem (\d+)\.(\d+)\b", text) for text in page["theorems"]]
+    assert all(numbers), f"{page['name']}: {[text[:40] for text in page['theorems']]}"
+    pairs = [(int(match.group(1)), int(match.group(2))) for match in numbers]
+    assert pairs == [(chapter, k) for k in range(1, len(pairs) + 1)], pairs
 
 
 def test_page_needs_no_network(page: dict[str, Any]) -> None:

@@ -99,6 +99,7 @@ def toc_sections() -> list[str]:
 def _note_cell(source: str) -> dict:
     return {
         "cell_type": "markdown",
+        "id": library_usage.LIBRARY_NOTE_TAG,  # nbformat 4.5: every cell has a unique id
         "metadata": {"tags": [library_usage.LIBRARY_NOTE_TAG]},
         "source": source.splitlines(keepends=True),
     }
@@ -119,7 +120,7 @@ def stale_notes(chapters: Sequence[Path]) -> list[str]:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         if not cells or not _is_note(cells[-1]):
             problems.append(f"{path.name}: the last cell is not the library note")
-        elif "".join(cells[-1]["source"]) != note:
+        elif "".join(cells[-1]["source"]) != note or cells[-1].get("id") != "library-note":
             problems.append(f"{path.name}: the library note is stale")
         if sum(_is_note(cell) for cell in cells) > 1:
             problems.append(f"{path.name}: more than one library note")
