@@ -374,6 +374,36 @@ def test_chapter_has_a_theorem_a_proof_and_a_figure(
     assert images, f"{path.name} stores no figure"
 
 
+def test_chapter_ends_with_exercises_then_the_library_note(
+    chapter: tuple[Path, nbformat.NotebookNode],
+) -> None:
+    # CONTRIBUTING.md, "Exercises": per exercise a statement, a folded solution, a hidden check.
+    path, notebook = chapter
+    number = int(path.name[:2])
+    cells = notebook.cells
+    assert "library-note" in cells[-1].metadata.get("tags", []), f"{path.name}: no library note"
+    headings = [i for i, cell in enumerate(cells) if cell.source.startswith("## Exercises")]
+    assert len(headings) == 1, f"{path.name}: expected one '## Exercises' section"
+    rest = cells[headings[0] + 1 : -1]
+    assert len(rest) % 3 == 0, f"{path.name}: exercises come as statement, solution, check"
+    exercises = [rest[i : i + 3] for i in range(0, len(rest), 3)]
+    assert 2 <= len(exercises) <= 4, f"{path.name}: {len(exercises)} exercises"
+    for k, (statement, solution, check) in enumerate(exercises, 1):
+        label = f"Exercise {number}.{k}"
+        assert statement.cell_type == "markdown" and statement.source.startswith(f"**{label}**"), (
+            f"{path.name}: cell {cells.index(statement)} should open with **{label}**"
+        )
+        assert solution.cell_type == "markdown" and re.match(
+            r":{3,}\{admonition\} Solution\n:class: dropdown\n", solution.source
+        ), f"{path.name}: {label}'s solution is not a folded admonition"
+        assert check.cell_type == "code" and "hide-cell" in check.metadata.get("tags", []), (
+            f"{path.name}: {label}'s check is not a code cell tagged hide-cell"
+        )
+        assert re.search(r"^\s*assert\b", check.source, re.MULTILINE), (
+            f"{path.name}: {label}'s check asserts nothing"
+        )
+
+
 def test_check_seeds_shifts_every_seed_and_reports_failed_claims(tmp_path: Path) -> None:
     # A claim that holds only for the stored seeds passes at offset 0 and fails at offset 1, for
     # each way a chapter seeds: the global torch seed, a torch.Generator, a NumPy generator.
