@@ -22,6 +22,7 @@ import importlib
 import inspect
 import json
 import re
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -104,8 +105,43 @@ def _resolve(path: str) -> str | None:
     return found
 
 
+def _lookup(path: str) -> object | None:
+    """The object at ``gdmlib.a.b``, following attributes from the package, or ``None``."""
+    parts = path.split(".")
+    obj: object = importlib.import_module(parts[0])
+    for part in parts[1:]:
+        if not hasattr(obj, part):
+            return None
+        obj = getattr(obj, part)
+    return obj
+
+
+def _instance_class(call: ast.Call, aliases: dict[str, str]) -> type | None:
+    """The gdmlib class of what ``call`` returns: a documented class called, or a documented
+    function whose return annotation is one (``rt = gdmlib.runtime.setup()`` is a ``Runtime``)."""
+    dotted = _dotted(call.func)
+    head, _, rest = (dotted or "").partition(".")
+    if head not in aliases:
+        return None
+    obj = _lookup(aliases[head] + (f".{rest}" if rest else ""))
+    if inspect.isfunction(obj) and canonical_name(obj) is not None:
+        try:
+            obj = typing.get_type_hints(obj).get("return")
+        except Exception:  # an annotation that does not evaluate: no type to follow
+            return None
+    if inspect.isclass(obj) and canonical_name(obj) is not None:
+        return obj
+    return None
+
+
 def code_usage(source: str) -> set[str]:
-    """The canonical names of the gdmlib objects that a piece of notebook code uses."""
+    """The canonical names of the gdmlib objects that a piece of notebook code uses.
+
+    Besides names reached through imports, methods of gdmlib objects bound to a plain name are
+    seen when the name is assigned from a gdmlib class or from a function annotated to return one
+    (``rt = gdmlib.runtime.setup(...)`` then ``rt.pick``); a name bound to several such classes in
+    the chapter counts for each.
+    """
     source = MAGIC_LINE.sub(lambda match: f"{match.group(1)}pass", source)
     tree = ast.parse(source)
     aliases: dict[str, str] = {}
@@ -118,6 +154,18 @@ def code_usage(source: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
             for alias in node.names:
                 aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    instances: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Call)
+        ):
+            cls = _instance_class(node.value, aliases)
+            if cls is not None:
+                path = f"{cls.__module__}.{cls.__qualname__}"
+                instances.setdefault(node.targets[0].id, set()).add(path)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Name)) and isinstance(
             getattr(node, "ctx", None), ast.Load
@@ -131,6 +179,11 @@ def code_usage(source: str) -> set[str]:
                 name = _resolve(path)
                 if name is not None and name not in public_modules():
                     used.add(name)
+            elif head in instances and rest:
+                for class_path in instances[head]:
+                    name = _resolve(f"{class_path}.{rest}")
+                    if name is not None and name != class_path:
+                        used.add(name)
     for alias_path in aliases.values():
         name = _resolve(alias_path)
         if name is not None and name not in public_modules():

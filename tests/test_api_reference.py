@@ -82,7 +82,11 @@ def test_usage_follows_imports_and_re_exports() -> None:
             "from gdmlib.vae import wae",
             "from gdmlib.estimate import mean_stderr as mse",
             "rt = gdmlib.runtime.setup(seed=0)",
-            "n = rt.pick(quick=1, full=2)",  # a method of an instance: not visible statically
+            "n = rt.pick(quick=1, full=2)",  # setup() is annotated to return a Runtime
+            "kde = gdmlib.likelihood.KernelDensity(x, 0.1)",
+            "kde.log_prob(x)",  # a method of an instance of a gdmlib class
+            "models = {1: kde}",
+            "models[1].log_prob(x)",  # through a container: not followed
             "w = ot.wasserstein(x, y)",
             "gan.train_adversarial",  # re-exported by gdmlib.gan from gdmlib.gan.training
             "model = wae.make_autoencoder('ae', 2, 1)",
@@ -94,6 +98,9 @@ def test_usage_follows_imports_and_re_exports() -> None:
         "gdmlib.estimate.mean_stderr",
         "gdmlib.gan.training.train_adversarial",
         "gdmlib.ot.wasserstein",
+        "gdmlib.likelihood.KernelDensity",
+        "gdmlib.likelihood.KernelDensity.log_prob",
+        "gdmlib.runtime.Runtime.pick",
         "gdmlib.runtime.setup",
         "gdmlib.vae.model.VAE",  # every documented link of a chain counts
         "gdmlib.vae.model.VAE.loss",
