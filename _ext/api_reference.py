@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,23 +40,6 @@ def _add_chapters(
         lines.extend(["", f"**Used in:** {links}."])
 
 
-def _lookup(dotted: str) -> tuple[bool, Any]:
-    """Import the longest module prefix of ``dotted`` and follow the rest as attributes."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for part in parts[cut:]:
-                obj = getattr(obj, part)
-        except AttributeError:
-            return False, None
-        return True, obj
-    return False, None
-
-
 def _resolve(
     app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
 ) -> nodes.Element | None:
@@ -67,7 +49,7 @@ def _resolve(
     module, owner = node.get("py:module"), node.get("py:class")
     scopes = [f"{module}.{owner}" if module and owner else None, module, None]
     for scope in scopes:
-        found, obj = _lookup(f"{scope}.{target}" if scope else target)
+        found, obj = library_usage.lookup(f"{scope}.{target}" if scope else target)
         if not found:
             continue
         canonical = library_usage.canonical_name(obj)

@@ -18,6 +18,7 @@ The API reference (``api/``) and the chapters link to each other from this one t
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import json
@@ -33,6 +34,7 @@ __all__ = [
     "chapter_usage",
     "code_usage",
     "library_note",
+    "lookup",
     "public_modules",
     "users_of",
 ]
@@ -42,7 +44,8 @@ PACKAGE = "gdmlib"
 MAGIC_LINE = re.compile(r"^(\s*)[%!].*$", re.MULTILINE)
 
 
-def public_modules() -> list[str]:
+@functools.cache
+def public_modules() -> tuple[str, ...]:
     """Every public module of gdmlib (no name part starting with ``_``), sorted."""
     import pkgutil
 
@@ -51,7 +54,7 @@ def public_modules() -> list[str]:
     for info in pkgutil.walk_packages(package.__path__, PACKAGE + "."):
         if not any(part.startswith("_") for part in info.name.split(".")):
             names.append(info.name)
-    return sorted(names)
+    return tuple(sorted(names))
 
 
 def _documented(module: ModuleType, name: str) -> bool:
@@ -105,15 +108,21 @@ def _resolve(path: str) -> str | None:
     return found
 
 
-def _lookup(path: str) -> object | None:
-    """The object at ``gdmlib.a.b``, following attributes from the package, or ``None``."""
-    parts = path.split(".")
-    obj: object = importlib.import_module(parts[0])
-    for part in parts[1:]:
-        if not hasattr(obj, part):
-            return None
-        obj = getattr(obj, part)
-    return obj
+def lookup(dotted: str) -> tuple[bool, object]:
+    """``(True, obj)`` for the object at ``dotted`` (the longest importable module prefix, then
+    attributes: ``torch.Tensor``, ``gdmlib.vae.VAE.loss``), ``(False, None)`` if there is none."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            if not hasattr(obj, part):
+                return False, None
+            obj = getattr(obj, part)
+        return True, obj
+    return False, None
 
 
 def _instance_class(call: ast.Call, aliases: dict[str, str]) -> type | None:
@@ -123,11 +132,11 @@ def _instance_class(call: ast.Call, aliases: dict[str, str]) -> type | None:
     head, _, rest = (dotted or "").partition(".")
     if head not in aliases:
         return None
-    obj = _lookup(aliases[head] + (f".{rest}" if rest else ""))
+    _, obj = lookup(aliases[head] + (f".{rest}" if rest else ""))
     if inspect.isfunction(obj) and canonical_name(obj) is not None:
         try:
             obj = typing.get_type_hints(obj).get("return")
-        except Exception:  # an annotation that does not evaluate: no type to follow
+        except (NameError, TypeError):  # an annotation that does not evaluate: no type to follow
             return None
     if inspect.isclass(obj) and canonical_name(obj) is not None:
         return obj
